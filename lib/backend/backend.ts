@@ -1,0 +1,61 @@
+/**
+ * The backend contract, after upstream flannel's: a backend prepares its device before the
+ * lease is acquired (its attributes go into the lease), is started with our own lease, and
+ * then programs the data path from remote lease events until stopped.
+ * @module
+ */
+
+import type { NetworkConfig } from "../config.ts";
+import type { Lease, LeaseEvent } from "../lease.ts";
+
+/** The external (underlay) interface chosen by interface selection. */
+export interface ExternalInterface {
+  /** Interface name, e.g. `eth0`. */
+  name: string;
+  /** Interface index. */
+  index: number;
+  /** MTU of the interface. */
+  mtu: number;
+  /** IPv4 address on the interface (u32), 0 when none. */
+  ifaceAddr: number;
+  /** Address advertised in the lease (`--public-ip`, else the interface address). */
+  extAddr: number;
+  /** IPv6 counterparts (dual-stack), null when unused. */
+  ifaceAddr6: bigint | null;
+  extAddr6: bigint | null;
+}
+
+/** Everything a backend gets at construction. */
+export interface BackendContext {
+  network: NetworkConfig;
+  ext: ExternalInterface;
+  /** Options given on the command line that backends care about. */
+  options: Record<string, unknown>;
+}
+
+/** Lease attribute pieces a backend contributes. */
+export interface BackendLeaseData {
+  backendData?: unknown;
+  backendV6Data?: unknown;
+}
+
+/** A data path. */
+export interface Backend {
+  /** `BackendType` written into our lease; "" for udp and alloc (upstream omits it). */
+  readonly leaseType: string;
+  /** MTU for subnet.env (`FLANNEL_MTU`). */
+  readonly mtu: number;
+  /** Creates devices before the lease is acquired; returns what goes into the lease. */
+  prepare(): Promise<BackendLeaseData>;
+  /** Configures addresses and routes for our lease and starts the data path. */
+  start(own: Lease): Promise<void>;
+  /** Applies remote lease changes; our own lease never appears here. Must be idempotent. */
+  handle(events: LeaseEvent[]): Promise<void>;
+  /** Stops the data path. Kernel state that survives the process stays (zero-downtime restarts). */
+  stop(): Promise<void>;
+  /** Counters for metrics and tests (packets, bytes, drops by reason, repairs…). */
+  stats(): Record<string, number>;
+}
+
+/** Creates a backend. */
+export type BackendFactory = (ctx: BackendContext) => Backend;

@@ -1,0 +1,152 @@
+/**
+ * Subnet leases as upstream flanneld stores them in etcd: the key
+ * (`10.5.52.0-24`, `10.42.1.0-24&2001:cafe:42:1::-64`) and the value JSON
+ * (`LeaseAttrs`), byte for byte. Pure; no I/O.
+ * @module
+ */
+
+import {
+  formatIP4,
+  formatIP6,
+  formatNet4,
+  formatNet6,
+  type IP4Net,
+  type IP6Net,
+  ip4Net,
+  ip6Net,
+  parseIP4,
+  parseIP6,
+} from "./ip.ts";
+
+/** What a host advertises in its lease. */
+export interface LeaseAttrs {
+  /** IPv4 public address; 0 ("0.0.0.0") when unset. */
+  publicIP: number;
+  /** IPv6 public address, or null (serialized as `null`). */
+  publicIPv6: bigint | null;
+  /** Omitted when empty (udp and alloc leave it empty). */
+  backendType?: string;
+  /** Backend JSON object, serialized compactly in its own key order. */
+  backendData?: unknown;
+  backendV6Data?: unknown;
+}
+
+/** A lease: subnet(s), attributes, and etcd bookkeeping. */
+export interface Lease {
+  subnet: IP4Net;
+  ipv6Subnet?: IP6Net;
+  attrs: LeaseAttrs;
+  /** etcd lease ID ("0" for a lease-less reservation). */
+  leaseId?: string;
+  /** Expiry time in ms since epoch; 0 for a reservation. */
+  expiration?: number;
+  /** etcd mod_revision of the key. */
+  modRevision?: string;
+}
+
+/** A change in the set of remote leases. */
+export interface LeaseEvent {
+  type: "added" | "removed";
+  lease: Lease;
+}
+
+/** `10.5.52.0-24` or `10.5.52.0-24&fd00::-64`. */
+export function subnetKey(subnet: IP4Net, ipv6?: IP6Net): string {
+  const v4 = `${formatIP4(subnet.ip)}-${subnet.prefix}`;
+  return ipv6 ? `${v4}&${formatIP6(ipv6.ip)}-${ipv6.prefix}` : v4;
+}
+
+// Upstream matches at the end of the full key, not anchored at the start.
+const KEY_RE = /(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([a-f\d:]+)-(\d+))?$/;
+
+/** Parses a key (full etcd path or bare); null when it is not a subnet key. */
+export function parseSubnetKey(key: string): { subnet: IP4Net; ipv6Subnet?: IP6Net } | null {
+  const m = KEY_RE.exec(key);
+  if (!m) return null;
+  const ip = parseIP4(m[1]);
+  const prefix = Number(m[2]);
+  if (ip === null || m[2].length > 2 || prefix > 32) return null;
+  const out: { subnet: IP4Net; ipv6Subnet?: IP6Net } = { subnet: ip4Net(ip, prefix) };
+  if (out.subnet.ip !== ip) return null; // host bits set: not a network key
+  if (m[3] !== undefined) {
+    const ip6 = parseIP6(m[3]);
+    const p6 = Number(m[4]);
+    if (ip6 === null || m[4].length > 3 || p6 > 128) return null;
+    out.ipv6Subnet = ip6Net(ip6, p6);
+    if (out.ipv6Subnet.ip !== ip6) return null;
+  }
+  return out;
+}
+
+/** Encodes attrs exactly as Go's `json.Marshal(LeaseAttrs)` does. */
+export function encodeLeaseAttrs(a: LeaseAttrs): string {
+  let s = `{"PublicIP":"${formatIP4(a.publicIP)}","PublicIPv6":${
+    a.publicIPv6 === null ? "null" : `"${formatIP6(a.publicIPv6)}"`
+  }`;
+  if (a.backendType) s += `,"BackendType":${JSON.stringify(a.backendType)}`;
+  if (a.backendData !== undefined && a.backendData !== null) s += `,"BackendData":${JSON.stringify(a.backendData)}`;
+  if (a.backendV6Data !== undefined && a.backendV6Data !== null) {
+    s += `,"BackendV6Data":${JSON.stringify(a.backendV6Data)}`;
+  }
+  return s + "}";
+}
+
+/** Error for a lease value that cannot be used; names the key and the reason. */
+export class LeaseParseError extends Error {
+  constructor(msg: string) {
+    super(msg);
+    this.name = "LeaseParseError";
+  }
+}
+
+/** Field lookup with Go's case-insensitive JSON matching (exact match preferred). */
+export function field(obj: Record<string, unknown>, name: string): unknown {
+  if (name in obj) return obj[name];
+  const lower = name.toLowerCase();
+  for (const k of Object.keys(obj)) if (k.toLowerCase() === lower) return obj[k];
+  return undefined;
+}
+
+/** Decodes a lease value; throws {@link LeaseParseError} for anything upstream would reject. */
+export function decodeLeaseAttrs(text: string): LeaseAttrs {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new LeaseParseError(`lease value is not JSON: ${(e as Error).message}`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new LeaseParseError("lease value is not a JSON object");
+  }
+  const o = raw as Record<string, unknown>;
+  const pub = field(o, "PublicIP");
+  let publicIP = 0;
+  if (pub !== undefined && pub !== null) {
+    const ip = typeof pub === "string" ? parseIP4(pub) : null;
+    if (ip === null) throw new LeaseParseError(`PublicIP ${JSON.stringify(pub)} is not an IPv4 address`);
+    publicIP = ip;
+  }
+  const pub6 = field(o, "PublicIPv6");
+  let publicIPv6: bigint | null = null;
+  if (pub6 !== undefined && pub6 !== null) {
+    const ip = typeof pub6 === "string" ? parseIP6(pub6) : null;
+    if (ip === null) throw new LeaseParseError(`PublicIPv6 ${JSON.stringify(pub6)} is not an IPv6 address`);
+    publicIPv6 = ip;
+  }
+  const bt = field(o, "BackendType");
+  if (bt !== undefined && bt !== null && typeof bt !== "string") {
+    throw new LeaseParseError("BackendType is not a string");
+  }
+  const attrs: LeaseAttrs = { publicIP, publicIPv6 };
+  if (bt) attrs.backendType = bt as string;
+  const bd = field(o, "BackendData");
+  if (bd !== undefined && bd !== null) attrs.backendData = bd;
+  const bd6 = field(o, "BackendV6Data");
+  if (bd6 !== undefined && bd6 !== null) attrs.backendV6Data = bd6;
+  return attrs;
+}
+
+/** `10.5.52.0/24` (and `, fd00::/64`) for log lines. */
+export function describeLease(l: { subnet: IP4Net; ipv6Subnet?: IP6Net }): string {
+  return l.ipv6Subnet ? `${formatNet4(l.subnet)},${formatNet6(l.ipv6Subnet)}` : formatNet4(l.subnet);
+}

@@ -1,0 +1,105 @@
+/**
+ * Leveled logging to stderr, one line per event, in klog's layout so that operators'
+ * existing log tooling for upstream flanneld keeps working:
+ *
+ *   I1122 05:49:26.123456 4242 subnet] acquired lease subnet=10.5.52.0/24
+ *
+ * Verbosity follows klog's `-v`: errors, warnings and infos always print; `debug(n, …)`
+ * prints when `-v` ≥ n. Fields are appended as `key=value` so one grep finds every line
+ * about a subnet or a peer.
+ * @module
+ */
+
+/** Key/value context appended to a log line. */
+export type Fields = Record<string, unknown>;
+
+let verbosity = 0;
+let sink: (line: string) => void = (line) => {
+  try {
+    Deno.stderr.writeSync(encoder.encode(line + "\n"));
+  } catch {
+    // stderr gone (closed pipe): logging must never take the daemon down.
+  }
+};
+const encoder = new TextEncoder();
+
+/** Sets the `-v` level. */
+export function setVerbosity(v: number): void {
+  verbosity = v;
+}
+
+/** Current `-v` level. */
+export function getVerbosity(): number {
+  return verbosity;
+}
+
+/** Redirects log lines (tests capture them); returns the previous sink. */
+export function setSink(fn: (line: string) => void): (line: string) => void {
+  const prev = sink;
+  sink = fn;
+  return prev;
+}
+
+function pad(n: number, w = 2): string {
+  return String(n).padStart(w, "0");
+}
+
+function fmtValue(v: unknown): string {
+  if (v instanceof Error) return JSON.stringify(v.message);
+  const s = typeof v === "string" ? v : JSON.stringify(v) ?? String(v);
+  return /[\s"=]/.test(s) || s === "" ? JSON.stringify(s) : s;
+}
+
+/** Formats one line; exported for tests. */
+export function formatLine(sev: string, component: string, msg: string, fields?: Fields, now = new Date()): string {
+  const ts = `${pad(now.getUTCMonth() + 1)}${pad(now.getUTCDate())} ${pad(now.getUTCHours())}:` +
+    `${pad(now.getUTCMinutes())}:${pad(now.getUTCSeconds())}.${pad(now.getUTCMilliseconds(), 3)}000`;
+  let line = `${sev}${ts} ${Deno.pid} ${component}] ${msg}`;
+  if (fields) {
+    for (const [k, v] of Object.entries(fields)) {
+      if (v !== undefined) line += ` ${k}=${fmtValue(v)}`;
+    }
+  }
+  return line;
+}
+
+/** A logger bound to a component name (`subnet`, `watch`, `udp`, …). */
+export interface Logger {
+  error(msg: string, fields?: Fields): void;
+  warn(msg: string, fields?: Fields): void;
+  info(msg: string, fields?: Fields): void;
+  /** Printed only when `-v` ≥ level. */
+  debug(level: number, msg: string, fields?: Fields): void;
+}
+
+/** Returns a logger for one component. */
+export function logger(component: string): Logger {
+  return {
+    error: (m, f) => sink(formatLine("E", component, m, f)),
+    warn: (m, f) => sink(formatLine("W", component, m, f)),
+    info: (m, f) => sink(formatLine("I", component, m, f)),
+    debug: (lvl, m, f) => {
+      if (verbosity >= lvl) sink(formatLine("I", component, m, f));
+    },
+  };
+}
+
+/**
+ * Wraps a logger so that the same repeated condition logs once per `key` until `clear(key)`:
+ * a dead etcd or a flood of garbage datagrams gives one line, not thousands.
+ */
+export class OnceLogger {
+  #seen = new Set<string>();
+  constructor(private readonly log: Logger) {}
+  /** Logs at warn level the first time `key` is seen; returns whether it logged. */
+  warn(key: string, msg: string, fields?: Fields): boolean {
+    if (this.#seen.has(key)) return false;
+    this.#seen.add(key);
+    this.log.warn(msg, fields);
+    return true;
+  }
+  /** Forgets `key`, so that the next occurrence logs again. Returns whether it was set. */
+  clear(key: string): boolean {
+    return this.#seen.delete(key);
+  }
+}

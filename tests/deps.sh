@@ -1,0 +1,33 @@
+#!/bin/sh
+# Installs what the tests, the demo and the benchmarks need from Debian, only where missing.
+# Deno itself comes from npm (`npx deno@…`), so nothing here downloads a runtime.
+set -eu
+need=""
+command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
+command -v etcdctl >/dev/null 2>&1 || need="$need etcd-client"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v bridge >/dev/null 2>&1 || need="$need iproute2"
+command -v iperf3 >/dev/null 2>&1 || need="$need iperf3"
+command -v tcpdump >/dev/null 2>&1 || need="$need tcpdump"
+command -v iptables >/dev/null 2>&1 || need="$need iptables"
+command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
+command -v dash >/dev/null 2>&1 || need="$need dash"
+if [ -n "$need" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing Debian packages:$need (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "deps: installing$need" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $need >&2
+fi
+# Debian's etcd-server package starts a system etcd on :2379; the tests start their own on
+# free ports, so a running system one is harmless, but stop it to keep the host quiet.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+  systemctl stop etcd >/dev/null 2>&1 || true
+fi
+modprobe tun 2>/dev/null || true
+modprobe vxlan 2>/dev/null || true
+exit 0
