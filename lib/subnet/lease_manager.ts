@@ -1,0 +1,310 @@
+/**
+ * Our own subnet lease: acquisition in upstream's order, renewal before expiry, and
+ * recovery when the lease is lost.
+ *
+ * Acquisition (per attempt, up to 10 attempts, a lost create race is retried — upstream
+ * gives up on the first one):
+ *   1. reuse the lease that carries our PublicIP (re-put with a fresh lease; a lease-less
+ *      reservation stays lease-less);
+ *   2. else the previous subnet from subnet.env when nobody holds it;
+ *   3. else one of the first 100 free subnets, uniformly at random.
+ * Every write is a transaction, so two hosts never hold overlapping subnets.
+ *
+ * Loss (our key deleted, expired while we were cut off, or taken over): regain the same
+ * subnet when it is still free, else take a new one and say so loudly. Upstream exits 0
+ * instead and lets a supervisor restart it with a new subnet.
+ * @module
+ */
+
+import type { NetworkConfig } from "../config.ts";
+import { formatIP4 } from "../ip.ts";
+import { describeLease, type Lease, type LeaseAttrs } from "../lease.ts";
+import { logger } from "../log.ts";
+import type { PreviousSubnets } from "../subnet_env.ts";
+import { freeSubnets4, freeSubnets6, isCompatible, pickRandom } from "./allocator.ts";
+import { equal4, overlaps4, overlaps6 } from "../ip.ts";
+import type { SubnetRegistry } from "./registry.ts";
+import type { OwnEvent } from "./watcher.ts";
+
+const log = logger("subnet");
+
+/** No free subnet is left in SubnetMin..SubnetMax. */
+export class OutOfSubnetsError extends Error {
+  constructor(detail = "") {
+    super(`out of subnets${detail ? `: ${detail}` : ""}`);
+    this.name = "OutOfSubnetsError";
+  }
+}
+
+/** Settings of the lease manager. */
+export interface LeaseManagerOptions {
+  registry: SubnetRegistry;
+  config: NetworkConfig;
+  /** Our lease attributes (PublicIP, BackendType, BackendData). */
+  attrs: LeaseAttrs;
+  /** Hint from the previous run's subnet.env. */
+  previous?: PreviousSubnets;
+  /** etcd lease TTL in seconds (upstream: 86400). */
+  ttlSeconds?: number;
+  /** `--subnet-lease-renew-margin` in minutes (upstream default 60). */
+  renewMarginMinutes?: number;
+  /** Create attempts before giving up (upstream's constant: 10). */
+  maxAttempts?: number;
+  /** Random source in [0,1) for the candidate pick. */
+  random?: () => number;
+  /** Retry backoff bounds for etcd errors during renewal and recovery. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+}
+
+/** Why our lease changed. */
+export type LeaseChange = "regained" | "changed";
+
+/** Counters for metrics and tests. */
+export interface LeaseStats {
+  renewals: number;
+  renewFailures: number;
+  losses: number;
+  regained: number;
+  subnetChanges: number;
+  acquireRetries: number;
+}
+
+/** Holds and keeps our lease. */
+export class LeaseManager {
+  #lease: Lease | null = null;
+  #chain: Promise<unknown> = Promise.resolve();
+  #renewTimer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+  #retryMs: number;
+  readonly #o: Required<Omit<LeaseManagerOptions, "previous">> & { previous: PreviousSubnets };
+  readonly stats: LeaseStats = { renewals: 0, renewFailures: 0, losses: 0, regained: 0, subnetChanges: 0, acquireRetries: 0 };
+  /** Called after the lease was regained or replaced by another subnet. */
+  onChange: (lease: Lease, previous: Lease, why: LeaseChange) => void | Promise<void> = () => {};
+
+  constructor(opts: LeaseManagerOptions) {
+    this.#o = {
+      previous: opts.previous ?? {},
+      ttlSeconds: opts.ttlSeconds ?? 86400,
+      renewMarginMinutes: opts.renewMarginMinutes ?? 60,
+      maxAttempts: opts.maxAttempts ?? 10,
+      random: opts.random ?? Math.random,
+      retryMinMs: opts.retryMinMs ?? 1000,
+      retryMaxMs: opts.retryMaxMs ?? 30000,
+      registry: opts.registry,
+      config: opts.config,
+      attrs: opts.attrs,
+    };
+    this.#retryMs = this.#o.retryMinMs;
+  }
+
+  /** The lease we hold, or null before acquisition. */
+  get lease(): Lease | null {
+    return this.#lease;
+  }
+
+  /** Acquires a lease (see module doc). Throws OutOfSubnetsError or the last etcd error. */
+  acquire(): Promise<Lease> {
+    return this.#serial(async () => {
+      const l = await this.#acquire(this.#o.previous, null);
+      this.#lease = l;
+      return l;
+    });
+  }
+
+  async #acquire(prev: PreviousSubnets, avoid: Lease | null): Promise<Lease> {
+    const { registry, config, attrs } = this.#o;
+    for (let attempt = 1; attempt <= this.#o.maxAttempts; attempt++) {
+      if (attempt > 1) this.stats.acquireRetries++;
+      const { leases } = await registry.listLeases();
+      // 1. Reuse the lease that carries our PublicIP.
+      const mine = attrs.publicIP !== 0 && !avoid ? leases.find((l) => l.attrs.publicIP === attrs.publicIP) : undefined;
+      if (mine) {
+        if (isCompatible(config, mine)) {
+          const reservation = mine.leaseId === "0";
+          const got = await registry.replace(mine, attrs, reservation ? 0 : this.#o.ttlSeconds);
+          if (got) {
+            log.info(reservation ? "adopted reservation for our public IP" : "reusing lease of our public IP", {
+              subnet: describeLease(got),
+              publicIP: formatIP4(attrs.publicIP),
+            });
+            return got;
+          }
+          continue; // changed under us: look again
+        }
+        log.warn("our previous lease does not fit the config; deleting it", { subnet: describeLease(mine) });
+        await registry.delete(mine.subnet, mine.ipv6Subnet);
+        continue;
+      }
+      // 2. The previous subnet from subnet.env, when nobody holds it.
+      if (prev.subnet && !avoid) {
+        const cand = { subnet: prev.subnet, ipv6Subnet: prev.ipv6Subnet };
+        const held = leases.some((l) => overlaps4(l.subnet, prev.subnet!) ||
+          (prev.ipv6Subnet && l.ipv6Subnet && overlaps6(l.ipv6Subnet, prev.ipv6Subnet)));
+        if (!held && isCompatible(config, cand)) {
+          const got = await registry.create(cand.subnet, cand.ipv6Subnet, attrs, this.#o.ttlSeconds);
+          if (got) {
+            log.info("acquired previous subnet from subnet file", { subnet: describeLease(got) });
+            return got;
+          }
+          continue;
+        }
+      }
+      // 3. A random one of the first 100 free subnets.
+      const cand = this.#pick(leases, avoid);
+      const got = await registry.create(cand.subnet, cand.ipv6Subnet, attrs, this.#o.ttlSeconds);
+      if (got) {
+        log.info("acquired new subnet", { subnet: describeLease(got), attempt });
+        return got;
+      }
+      log.info("lost a race for a subnet; retrying", { subnet: describeLease(cand), attempt });
+    }
+    throw new Error(`max retries reached trying to acquire a subnet (${this.#o.maxAttempts} attempts)`);
+  }
+
+  #pick(leases: Lease[], avoid: Lease | null): { subnet: Lease["subnet"]; ipv6Subnet?: Lease["ipv6Subnet"] } {
+    const { config } = this.#o;
+    const taken = leases.map((l) => l.subnet);
+    if (avoid) taken.push(avoid.subnet);
+    const v4 = config.enableIPv4 ? pickRandom(freeSubnets4(config, taken), this.#o.random) : undefined;
+    if (config.enableIPv4 && !v4) throw new OutOfSubnetsError(`all of ${formatIP4(config.subnetMin)}..${formatIP4(config.subnetMax)} /${config.subnetLen} are leased`);
+    let v6;
+    if (config.enableIPv6) {
+      const taken6 = leases.flatMap((l) => (l.ipv6Subnet ? [l.ipv6Subnet] : []));
+      v6 = pickRandom(freeSubnets6(config, taken6), this.#o.random);
+      if (!v6) throw new OutOfSubnetsError("no free IPv6 subnet");
+    }
+    // IPv6-only networks still key leases by an IPv4 part; upstream uses 0.0.0.0/0.
+    return { subnet: v4 ?? { ip: 0, prefix: 0 }, ipv6Subnet: v6 };
+  }
+
+  /** Starts the renewal timer. */
+  startRenewal(): void {
+    this.#schedule();
+  }
+
+  /** Stops timers; the lease stays in etcd (as upstream: nothing is deleted on shutdown). */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#renewTimer);
+  }
+
+  /** When the next renewal is due (ms since epoch), or null for a reservation. */
+  get renewAt(): number | null {
+    const l = this.#lease;
+    if (!l || !l.expiration) return null;
+    const margin = Math.min(this.#o.renewMarginMinutes * 60, this.#o.ttlSeconds / 2) * 1000;
+    return l.expiration - margin;
+  }
+
+  #schedule(delayMs?: number): void {
+    clearTimeout(this.#renewTimer);
+    if (this.#stopped) return;
+    const at = this.renewAt;
+    if (at === null && delayMs === undefined) return;
+    const d = delayMs ?? Math.max(0, at! - Date.now());
+    this.#renewTimer = setTimeout(() => void this.#serial(() => this.#renew()), d);
+  }
+
+  async #renew(): Promise<void> {
+    const cur = this.#lease;
+    if (!cur || this.#stopped) return;
+    try {
+      const got = await this.#o.registry.replace(cur, this.#o.attrs, this.#o.ttlSeconds);
+      if (got) {
+        this.#lease = got;
+        this.stats.renewals++;
+        this.#retryMs = this.#o.retryMinMs;
+        log.info("renewed lease", { subnet: describeLease(got), expires: new Date(got.expiration!).toISOString() });
+        this.#schedule();
+        return;
+      }
+      // The key changed since our last write: find out what happened.
+      const now = await this.#o.registry.getLease(cur.subnet, cur.ipv6Subnet);
+      if (now && now.attrs.publicIP === this.#o.attrs.publicIP) {
+        this.#lease = { ...cur, modRevision: now.modRevision, leaseId: now.leaseId };
+        this.#schedule(0);
+        return;
+      }
+      await this.#recover(now ? "taken" : "deleted");
+      this.#schedule();
+    } catch (e) {
+      this.stats.renewFailures++;
+      const wait = this.#retryMs;
+      this.#retryMs = Math.min(this.#retryMs * 2, this.#o.retryMaxMs);
+      log.warn("lease renewal failed; retrying", { subnet: describeLease(cur), error: e, retryInMs: wait });
+      this.#schedule(wait);
+    }
+  }
+
+  /**
+   * Feeds events on our own key from the watcher. A put by someone else, or a delete
+   * (by hand or by TTL expiry), triggers recovery.
+   */
+  handleOwn(ev: OwnEvent): void {
+    void this.#serial(async () => {
+      const cur = this.#lease;
+      if (!cur || this.#stopped) return;
+      if (ev.lease && !equal4(ev.lease.subnet, cur.subnet)) return; // about a subnet we no longer hold
+      if (ev.type === "put" && ev.lease) {
+        if (ev.lease.attrs.publicIP === this.#o.attrs.publicIP) {
+          // Our own write (or a re-put of it): track its revision so renewals compare right.
+          if (ev.lease.modRevision && BigInt(ev.lease.modRevision) >= BigInt(cur.modRevision ?? "0")) {
+            this.#lease = { ...cur, modRevision: ev.lease.modRevision, leaseId: ev.lease.leaseId };
+          }
+          return;
+        }
+        await this.#recoverWithRetry("taken");
+        return;
+      }
+      if (ev.type === "delete") await this.#recoverWithRetry("deleted");
+    });
+  }
+
+  async #recoverWithRetry(why: "taken" | "deleted"): Promise<void> {
+    let wait = this.#o.retryMinMs;
+    for (;;) {
+      if (this.#stopped) return;
+      try {
+        await this.#recover(why);
+        this.#schedule();
+        return;
+      } catch (e) {
+        log.warn("cannot recover lease yet; retrying", { error: e, retryInMs: wait });
+        await new Promise((r) => setTimeout(r, wait));
+        wait = Math.min(wait * 2, this.#o.retryMaxMs);
+      }
+    }
+  }
+
+  async #recover(why: "taken" | "deleted"): Promise<void> {
+    const old = this.#lease!;
+    this.stats.losses++;
+    if (why === "deleted") {
+      const again = await this.#o.registry.create(old.subnet, old.ipv6Subnet, this.#o.attrs, this.#o.ttlSeconds);
+      if (again) {
+        this.#lease = again;
+        this.stats.regained++;
+        log.warn("our lease was deleted or expired; regained the same subnet", { subnet: describeLease(again) });
+        await this.onChange(again, old, "regained");
+        return;
+      }
+    }
+    const fresh = await this.#acquire({}, old);
+    this.#lease = fresh;
+    this.stats.subnetChanges++;
+    log.error(
+      `SUBNET CHANGED: our lease on ${describeLease(old)} was ${why === "taken" ? "taken by another host" : "lost and re-taken"}; ` +
+        `now using ${describeLease(fresh)}. Containers still on the old subnet must be restarted.`,
+      { old: describeLease(old), subnet: describeLease(fresh) },
+    );
+    await this.onChange(fresh, old, "changed");
+  }
+
+  /** Runs lease operations one at a time. */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.#chain.then(fn, fn);
+    this.#chain = p.catch(() => {});
+    return p;
+  }
+}
