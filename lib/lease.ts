@@ -65,13 +65,14 @@ export function parseSubnetKey(key: string): { subnet: IP4Net; ipv6Subnet?: IP6N
   if (!m) return null;
   const ip = parseIP4(m[1]);
   const prefix = Number(m[2]);
-  if (ip === null || m[2].length > 2 || prefix > 32) return null;
+  // Upstream: strconv.ParseUint(prefix, 10, 5), so /32 (6 bits) is rejected; leading zeros are fine.
+  if (ip === null || prefix > 31) return null;
   const out: { subnet: IP4Net; ipv6Subnet?: IP6Net } = { subnet: ip4Net(ip, prefix) };
   if (out.subnet.ip !== ip) return null; // host bits set: not a network key
   if (m[3] !== undefined) {
     const ip6 = parseIP6(m[3]);
     const p6 = Number(m[4]);
-    if (ip6 === null || m[4].length > 3 || p6 > 128) return null;
+    if (ip6 === null || p6 > 127) return null; // ParseUint(prefix, 10, 7)
     out.ipv6Subnet = ip6Net(ip6, p6);
     if (out.ipv6Subnet.ip !== ip6) return null;
   }

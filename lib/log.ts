@@ -46,7 +46,15 @@ function pad(n: number, w = 2): string {
 
 function fmtValue(v: unknown): string {
   if (v instanceof Error) return JSON.stringify(v.message);
-  const s = typeof v === "string" ? v : JSON.stringify(v) ?? String(v);
+  let s: string;
+  if (typeof v === "string" || typeof v === "bigint") s = String(v); // bigint (IPv6) is not JSON
+  else {
+    try {
+      s = JSON.stringify(v, (_k, x) => typeof x === "bigint" ? String(x) : x) ?? String(v);
+    } catch {
+      s = String(v); // cyclic object: logging must never throw
+    }
+  }
   return /[\s"=]/.test(s) || s === "" ? JSON.stringify(s) : s;
 }
 

@@ -3,14 +3,21 @@
  * @module
  */
 
+import { allocBackend } from "./alloc.ts";
 import type { BackendFactory } from "./backend.ts";
 import { udpBackendFactory } from "./udp/backend.ts";
 
 const FACTORIES: Record<string, BackendFactory> = {
+  alloc: allocBackend,
   udp: udpBackendFactory,
 };
 
 /** The factory for a backend type, or undefined when the type is unknown. */
 export function backendFactory(type: string): BackendFactory | undefined {
   return Object.hasOwn(FACTORIES, type) ? FACTORIES[type] : undefined;
+}
+
+/** Names of every backend we have, for error messages. */
+export function backendTypes(): string[] {
+  return Object.keys(FACTORIES).sort();
 }
