@@ -46,6 +46,8 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
   getpid: { parameters: [], result: "i32" },
+  /** Moves the calling thread into another namespace (tests: netlink sockets inside a netns). */
+  setns: { parameters: ["i32", "i32"], result: "i32" },
   gettid: { parameters: [], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -155,6 +157,7 @@ export const POLLERR = 0x8;
 export const POLLHUP = 0x10;
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
+export const CLONE_NEWNET = 0x40000000;
 
 /** `open(2)`; throws on failure. */
 export function open(path: string, flags: number, mode = 0): number {

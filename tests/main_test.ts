@@ -42,7 +42,8 @@ Deno.test("bad flags: one line, exit 2", async () => {
     [["-healthz-port", "http"], {}, "invalid value \"http\" for flag -healthz-port"],
     [["-ip-masq=maybe"], {}, "invalid boolean value \"maybe\" for -ip-masq"],
     [[], { FLANNELD_SUBNET_LEASE_RENEW_MARGIN: "2000" }, "FLANNELD_SUBNET_LEASE_RENEW_MARGIN"],
-    [["--etcd-endpoints=127.0.0.1:2379"], {}, "must use http or https"],
+    [["--etcd-endpoints=127.0.0.1:2379"], {}, "is not a URL (want http://host:port)"],
+    [["--etcd-endpoints=unix:///x"], {}, "must use http or https"],
     [["-v=1", "extra"], {}, "unexpected argument \"extra\""],
   ];
   for (const [args, env, want] of cases) {
