@@ -1,0 +1,219 @@
+/**
+ * The `udp` backend (FLANNEL.md §12): a TUN device `flannel0` carrying the whole overlay
+ * network, and a userspace data path that puts each IPv4 packet, unchanged, into one UDP
+ * datagram to the destination subnet's host, at the locally configured port (as upstream).
+ * IPv4 only; the lease carries only PublicIP (no BackendType, no BackendData).
+ * @module
+ */
+
+import { TunDevice } from "../../../ffi/tun.ts";
+import { close } from "../../../ffi/libc.ts";
+import {
+  addrReplace,
+  isNetlinkError,
+  linkByName,
+  linkSetMTU,
+  linkSetUp,
+  NetlinkSocket,
+  routeReplace,
+} from "../../../ffi/netlink/mod.ts";
+import { ConfigError } from "../../config.ts";
+import { formatIP4, formatNet4, type IP4Net } from "../../ip.ts";
+import { describeLease, field, type Lease, type LeaseEvent } from "../../lease.ts";
+import { logger } from "../../log.ts";
+import type { Backend, BackendContext, BackendFactory, BackendLeaseData } from "../backend.ts";
+import { UdpDatapath } from "./datapath.ts";
+import { PeerTable } from "./peers.ts";
+import { openTunnelSocket } from "./socket.ts";
+
+const log = logger("udp");
+
+/** Upstream's default UDP port. */
+export const DEFAULT_UDP_PORT = 8285;
+/** IPv4 (20) + UDP (8) header bytes in front of every tunnelled packet. */
+export const UDP_ENCAP_OVERHEAD = 28;
+/** TUN name template; the kernel picks the first free `flannelN` (normally flannel0). */
+export const TUN_NAME_TEMPLATE = "flannel%d";
+/** The TUN's transmit queue: overflows turn straight into TCP retransmits (kernel default 500). */
+const TUN_TXQUEUELEN = 1000;
+
+/**
+ * Lets the kernel accept packets from the TUN whose source is one of its own addresses.
+ * Our ICMP net-unreachable errors come from the TUN address (as upstream's), and since
+ * Linux 4.x treats a local source arriving on another device as martian unless
+ * `accept_local` is set, without this they are dropped before reaching the sender (also
+ * true of upstream flanneld on current kernels). Only our Workers write to the TUN, and
+ * they only forward datagrams from known peers.
+ */
+function acceptLocalSource(device: string): void {
+  const path = `/proc/sys/net/ipv4/conf/${device}/accept_local`;
+  try {
+    Deno.writeTextFileSync(path, "1");
+  } catch (e) {
+    log.warn("cannot enable accept_local; ICMP net-unreachable errors will be dropped", {
+      path,
+      error: e,
+    });
+  }
+}
+
+/** The udp backend's own options, from the config's Backend object. */
+export interface UdpConfig {
+  port: number;
+}
+
+/** Reads `Port` (case-insensitive, as Go's JSON decoding; 0 or absent → 8285). */
+export function parseUdpConfig(backend: Record<string, unknown>): UdpConfig {
+  const p = field(backend, "Port");
+  if (p === undefined || p === null || p === 0) return { port: DEFAULT_UDP_PORT };
+  if (typeof p !== "number" || !Number.isInteger(p) || p < 1 || p > 65535) {
+    throw new ConfigError(
+      "Backend.Port",
+      `Backend.Port must be an integer 1..65535, got ${JSON.stringify(p)}`,
+    );
+  }
+  return { port: p };
+}
+
+/** The udp backend. */
+export class UdpBackend implements Backend {
+  readonly leaseType = "";
+  readonly mtu: number;
+  readonly port: number;
+  readonly #ctx: BackendContext;
+  readonly #network: IP4Net;
+  readonly #peers: PeerTable;
+  #tun: TunDevice | null = null;
+  #sock = -1;
+  #datapath: UdpDatapath | null = null;
+  /** Counters of the last stopped data path, so that stats survive stop(). */
+  #finalStats: Record<string, number> = {};
+
+  constructor(ctx: BackendContext) {
+    const net = ctx.network;
+    if (!net.enableIPv4 || !net.network) {
+      throw new ConfigError(
+        "Backend.Type",
+        "the udp backend supports IPv4 only: Network must be set",
+      );
+    }
+    if (net.enableIPv6) {
+      log.warn("the udp backend carries IPv4 only; IPv6 traffic is not forwarded");
+    }
+    this.#ctx = ctx;
+    this.#network = net.network;
+    this.port = parseUdpConfig(net.backend).port;
+    this.mtu = ctx.ext.mtu - UDP_ENCAP_OVERHEAD;
+    this.#peers = PeerTable.create(net.subnetLen);
+  }
+
+  /** Nothing to prepare: the lease needs no backend data. */
+  prepare(): Promise<BackendLeaseData> {
+    return Promise.resolve({});
+  }
+
+  /** Creates and configures `flannel0`, binds the socket, starts the Workers. */
+  async start(own: Lease): Promise<void> {
+    if (this.#datapath) throw new Error("udp backend already started");
+    const ext = this.#ctx.ext;
+    try {
+      this.#tun = TunDevice.open({
+        name: TUN_NAME_TEMPLATE,
+        nonBlocking: true,
+        txQueueLen: TUN_TXQUEUELEN,
+      });
+      this.#configureTun(this.#tun.name, own.subnet);
+      this.#sock = openTunnelSocket(ext.ifaceAddr, this.port);
+      this.#datapath = await UdpDatapath.start({
+        tunFd: this.#tun.fd,
+        sockFd: this.#sock,
+        mtu: this.mtu,
+        tunAddr: own.subnet.ip,
+        subnet: own.subnet,
+        peers: this.#peers,
+      });
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+    log.info("udp backend running", {
+      device: this.#tun.name,
+      subnet: formatNet4(own.subnet),
+      listen: `${formatIP4(ext.ifaceAddr)}:${this.port}`,
+      mtu: this.mtu,
+    });
+  }
+
+  /** Address `<subnet>/32`, MTU, up, and the route for the whole network (as upstream). */
+  #configureTun(name: string, subnet: IP4Net): void {
+    const nl = NetlinkSocket.open();
+    try {
+      const link = linkByName(nl, name);
+      if (!link) throw new Error(`TUN device ${name} vanished before configuration`);
+      // A /32 so that no broadcast or subnet routes appear; the address is only the source
+      // for host-to-overlay traffic (and of our ICMP errors).
+      addrReplace(nl, link.index, { ip: subnet.ip, prefix: 32 });
+      linkSetMTU(nl, link.index, this.mtu);
+      acceptLocalSource(name);
+      linkSetUp(nl, link.index);
+      try {
+        routeReplace(nl, { dst: this.#network, dev: link.index });
+      } catch (e) {
+        if (!isNetlinkError(e, "EEXIST")) throw e;
+      }
+    } finally {
+      nl.close();
+    }
+  }
+
+  /** Added lease → peer entry (its PublicIP, our Port); removed → entry deleted. */
+  handle(events: LeaseEvent[]): Promise<void> {
+    for (const { type, lease } of events) {
+      if (type === "added") this.#addPeer(lease);
+      else if (this.#peers.delete(lease.subnet)) {
+        log.info("subnet removed", { subnet: describeLease(lease) });
+      }
+    }
+    return Promise.resolve();
+  }
+
+  #addPeer(lease: Lease): void {
+    const subnet = describeLease(lease);
+    if (lease.subnet.prefix !== this.#peers.subnetLen) {
+      log.warn("ignoring lease with a foreign prefix length", {
+        subnet,
+        subnetLen: this.#peers.subnetLen,
+      });
+      return;
+    }
+    if (!this.#peers.set(lease.subnet, lease.attrs.publicIP, this.port)) {
+      log.error("peer table full; traffic to this subnet gets ICMP net-unreachable", {
+        subnet,
+        capacity: this.#peers.maxEntries,
+      });
+      return;
+    }
+    log.info("subnet added", { subnet, publicIP: formatIP4(lease.attrs.publicIP) });
+  }
+
+  /** Stops the Workers and closes the socket and the TUN (the device and its route go with it). */
+  async stop(): Promise<void> {
+    if (this.#datapath) {
+      await this.#datapath.stop();
+      this.#finalStats = this.#datapath.stats();
+      this.#datapath = null;
+    }
+    if (this.#sock >= 0) close(this.#sock, true);
+    this.#sock = -1;
+    this.#tun?.close();
+    this.#tun = null;
+  }
+
+  /** Data path counters (empty before start; the final values after stop). */
+  stats(): Record<string, number> {
+    return this.#datapath?.stats() ?? { ...this.#finalStats };
+  }
+}
+
+/** Factory for the registry. */
+export const udpBackendFactory: BackendFactory = (ctx) => new UdpBackend(ctx);

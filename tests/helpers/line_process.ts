@@ -1,0 +1,90 @@
+/**
+ * A child process driven line by line: commands written to its stdin, its stdout read as
+ * lines that tests wait for by prefix (with a deadline), its stderr kept for failure messages.
+ * @module
+ */
+
+/** A running child with line-oriented stdout. */
+export class LineProcess {
+  readonly #proc: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #lines: string[] = [];
+  #wake: () => void = () => {};
+  #stderr = "";
+  #closed = false;
+
+  constructor(readonly label: string, cmd: string, args: string[]) {
+    this.#proc = new Deno.Command(cmd, { args, stdin: "piped", stdout: "piped", stderr: "piped" })
+      .spawn();
+    this.#writer = this.#proc.stdin.getWriter();
+    this.#pump(this.#proc.stdout, (text) => {
+      this.#lines.push(...text);
+      this.#wake();
+    }).finally(() => {
+      this.#closed = true;
+      this.#wake();
+    });
+    this.#pump(this.#proc.stderr, (text) => this.#stderr += text.join("\n") + "\n");
+  }
+
+  async #pump(
+    stream: ReadableStream<Uint8Array>,
+    onLines: (lines: string[]) => void,
+  ): Promise<void> {
+    let rest = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      onLines(parts);
+    }
+    if (rest) onLines([rest]);
+  }
+
+  /** What the process wrote to stderr so far. */
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Exit status (resolves when the process ends). */
+  get status(): Promise<Deno.CommandStatus> {
+    return this.#proc.status;
+  }
+
+  /** Writes one line to stdin. */
+  async send(line: string): Promise<void> {
+    await this.#writer.write(new TextEncoder().encode(line + "\n"));
+  }
+
+  /** Waits for the next stdout line starting with `prefix`; throws after `timeoutMs`. */
+  async waitLine(prefix: string, timeoutMs = 20_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.#lines.findIndex((l) => l.startsWith(prefix));
+      if (i >= 0) return this.#lines.splice(0, i + 1)[i];
+      const left = deadline - Date.now();
+      if (this.#closed || left <= 0) {
+        throw new Error(
+          `${this.label}: no "${prefix}" line (${
+            this.#closed ? "exited" : "timeout"
+          }); stderr:\n${this.#stderr}`,
+        );
+      }
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.#wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+    }
+  }
+
+  /** Signals the process (if still running; default SIGKILL) and waits for it. */
+  async kill(signal: Deno.Signal = "SIGKILL"): Promise<void> {
+    try {
+      this.#proc.kill(signal);
+    } catch { /* already exited */ }
+    await this.#proc.status;
+    await this.#writer.close().catch(() => {});
+  }
+}

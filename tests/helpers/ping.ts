@@ -1,0 +1,129 @@
+/**
+ * `ping` from inside a namespace, with its summary parsed into loss and RTTs.
+ * @module
+ */
+
+import { nsExec } from "./netns.ts";
+
+/** Options for {@link ping}. */
+export interface PingOptions {
+  /** Echo requests to send (default 3). */
+  count?: number;
+  /** Seconds to wait for each reply (default 2). */
+  timeout?: number;
+  /** Seconds between requests (default 0.2; below that needs root). */
+  interval?: number;
+}
+
+/** What one `ping` run saw. */
+export interface PingResult {
+  /** At least one reply arrived. */
+  ok: boolean;
+  sent: number;
+  received: number;
+  /** Fraction of requests lost, 0..1. */
+  loss: number;
+  /** Round-trip times in ms, null without replies. */
+  rtt: { min: number; avg: number; max: number } | null;
+  /** ping's own output, for failure messages. */
+  output: string;
+}
+
+/** Parses the summary lines of iputils `ping`. */
+export function parsePing(output: string): Omit<PingResult, "output"> {
+  const counts = /(\d+) packets transmitted, (\d+) received/.exec(output);
+  const sent = counts ? Number(counts[1]) : 0;
+  const received = counts ? Number(counts[2]) : 0;
+  const r = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\//.exec(output);
+  return {
+    ok: received > 0,
+    sent,
+    received,
+    loss: sent ? (sent - received) / sent : 1,
+    rtt: r ? { min: Number(r[1]), avg: Number(r[2]), max: Number(r[3]) } : null,
+  };
+}
+
+/** Pings `toIp` from namespace `fromNs`; bounded by a deadline, never throws on loss. */
+export async function ping(
+  fromNs: string,
+  toIp: string,
+  opts: PingOptions = {},
+): Promise<PingResult> {
+  const count = opts.count ?? 3;
+  const timeout = opts.timeout ?? 2;
+  const interval = opts.interval ?? 0.2;
+  const deadline = Math.ceil(count * interval + timeout);
+  const r = await nsExec(fromNs, "ping", [
+    "-n",
+    "-q",
+    "-c",
+    String(count),
+    "-i",
+    String(interval),
+    "-W",
+    String(timeout),
+    "-w",
+    String(deadline),
+    toIp,
+  ], { timeoutMs: (deadline + 5) * 1000 });
+  const output = r.stdout + r.stderr;
+  return { ...parsePing(output), output };
+}
+
+/** Maps `fn` over `items` with at most `limit` calls in flight; results keep input order. */
+export async function mapLimit<T, R>(
+  items: T[],
+  limit: number,
+  fn: (t: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/** Something to ping from and to: a namespace and an address in it. */
+export interface Endpoint {
+  name: string;
+  ns: string;
+  ip: string;
+}
+
+/** The result of pinging `to` from `from`. */
+export interface PingPair {
+  from: Endpoint;
+  to: Endpoint;
+  result: PingResult;
+}
+
+/** Pings every endpoint from every other one, a few at a time. */
+export function pingPairs(eps: Endpoint[], opts?: PingOptions, limit = 8): Promise<PingPair[]> {
+  const pairs = eps.flatMap((from) => eps.filter((to) => to !== from).map((to) => ({ from, to })));
+  return mapLimit(
+    pairs,
+    limit,
+    async (p) => ({ ...p, result: await ping(p.from.ns, p.to.ip, opts) }),
+  );
+}
+
+/** A from × to table of average RTTs (ms), `FAIL` for pairs without any reply. */
+export function formatPingMatrix(pairs: PingPair[]): string {
+  const names = [...new Set(pairs.flatMap((p) => [p.from.name, p.to.name]))];
+  const cell = (from: string, to: string) => {
+    const p = pairs.find((x) => x.from.name === from && x.to.name === to);
+    if (!p) return "-";
+    const { result: r } = p;
+    if (!r.ok) return "FAIL";
+    return `${r.rtt!.avg.toFixed(3)}${r.loss > 0 ? `(${Math.round(r.loss * 100)}%)` : ""}`;
+  };
+  const rows = [["from\\to", ...names], ...names.map((f) => [f, ...names.map((t) => cell(f, t))])];
+  const w = Math.max(...rows.flat().map((s) => s.length)) + 1;
+  return rows.map((r) => r.map((s) => s.padStart(w)).join("")).join("\n");
+}

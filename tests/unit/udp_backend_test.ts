@@ -1,0 +1,44 @@
+import { deepStrictEqual as assertEquals, throws as assertThrows } from "node:assert/strict";
+import { parseUdpConfig, UdpBackend } from "../../lib/backend/udp/backend.ts";
+import { backendFactory } from "../../lib/backend/registry.ts";
+import { parseNetworkConfig } from "../../lib/config.ts";
+import type { ExternalInterface } from "../../lib/backend/backend.ts";
+
+const ext: ExternalInterface = {
+  name: "eth0",
+  index: 2,
+  mtu: 1500,
+  ifaceAddr: 0xc0a80001,
+  extAddr: 0xc0a80001,
+  ifaceAddr6: null,
+  extAddr6: null,
+};
+
+Deno.test("udp config: Port is case-insensitive, defaults to 8285, and is range-checked", () => {
+  assertEquals(parseUdpConfig({}), { port: 8285 });
+  assertEquals(parseUdpConfig({ Type: "udp", Port: 0 }), { port: 8285 });
+  assertEquals(parseUdpConfig({ port: 9000 }), { port: 9000 });
+  assertEquals(parseUdpConfig({ PORT: 1 }), { port: 1 });
+  for (const bad of [65536, -1, 1.5, "8285", true]) {
+    assertThrows(() => parseUdpConfig({ Port: bad }), /Backend.Port/);
+  }
+});
+
+Deno.test("udp backend: MTU ext−28, empty lease type, nothing to prepare", async () => {
+  const network = parseNetworkConfig(
+    '{"Network":"10.5.0.0/16","Backend":{"Type":"udp","port":7000}}',
+  );
+  const be = new UdpBackend({ network, ext, options: {} });
+  assertEquals(be.mtu, 1472);
+  assertEquals(be.leaseType, "");
+  assertEquals(be.port, 7000);
+  assertEquals(await be.prepare(), {});
+  assertEquals(be.stats(), {});
+});
+
+Deno.test("registry: udp is registered, unknown types are not", () => {
+  const network = parseNetworkConfig('{"Network":"10.5.0.0/16"}');
+  assertEquals(backendFactory("udp")!({ network, ext, options: {} }).mtu, 1472);
+  assertEquals(backendFactory("nonesuch"), undefined);
+  assertEquals(backendFactory("toString"), undefined);
+});
