@@ -15,7 +15,7 @@ const NET = `{"Network":"10.5.0.0/16","Backend":{"Type":"alloc"}}`;
 
 Deno.test("subnet leases on a real etcd", async (t) => {
   await using etcd = await EtcdServer.start();
-  const { client, registry } = registryFor(etcd);
+  const { client } = registryFor(etcd);
   let prefixN = 0;
   const fresh = () => {
     const p = `/t${++prefixN}/network`;

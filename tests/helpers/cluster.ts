@@ -1,0 +1,381 @@
+/**
+ * A multi-host flannel cluster in network namespaces, for tests, benchmarks and the demo.
+ *
+ * Topology (every name starts with a per-run prefix `fl<4 hex>-<pid>`; nothing at all is
+ * configured in the root namespace, so parallel runs cannot collide):
+ *
+ *   <p>-sw     "switch": bridge br0 with the gateway 192.168.100.1/24, forwards nowhere
+ *   <p>-etcd   eth0 192.168.100.2/24, a real etcd on :2379
+ *   <p>-h<i>   eth0 192.168.100.(10+i)/24, default route via the switch, ip_forward=1,
+ *              our daemon, bridge cni0 = FLANNEL_SUBNET with MTU = FLANNEL_MTU,
+ *              veth<j> ports for its containers
+ *   <p>-h<i>c<j>  a "container": eth0 = <subnet>.(2+j), default route via <subnet>.1
+ *
+ * Teardown kills every process in those namespaces and deletes them, also when the
+ * creating process is interrupted; `cleanup.ts` removes what a crashed run left.
+ * @module
+ */
+
+import { formatIP4, parseCIDR4 } from "../../lib/ip.ts";
+import { cleanupStale, removeRunSync } from "./cleanup.ts";
+import { Daemon, DEFAULT_DAEMON_COMMAND } from "./daemon.ts";
+import { EtcdServer } from "./etcd.ts";
+import { guardExit } from "./exit_guard.ts";
+import {
+  addBridge,
+  addNetns,
+  addVeth,
+  defaultRoute,
+  deleteNetnsSync,
+  type ExecResult,
+  linkUp,
+  nsExec,
+  setAddr,
+  setSysctl,
+} from "./netns.ts";
+import { newRunPrefix, writeMarker } from "./owner.ts";
+import { ping, type PingOptions, type PingPair, pingPairs, type PingResult } from "./ping.ts";
+
+/** Backend types the harness knows how to configure. */
+export type BackendType = "udp" | "vxlan" | "host-gw" | "alloc";
+
+/** Options for {@link Cluster.create}. */
+export interface ClusterOptions {
+  /** Number of hosts. */
+  hosts: number;
+  /** "Containers" per host (default 0). */
+  containersPerHost?: number;
+  backend: BackendType;
+  /** Overlay network (default 10.5.0.0/16). */
+  network?: string;
+  /** Merged over `{Network, Backend: {Type}}` before it is written to etcd. */
+  config?: Record<string, unknown>;
+  /** Start our daemon on every host and wait for its subnet.env (default true). */
+  startDaemons?: boolean;
+  /** Extra flanneld arguments for every host. */
+  daemonArgs?: string[];
+  /**
+   * The daemon's command line without flags, for all hosts or per host name (e.g. an
+   * upstream flanneld on one host for interop); default our main.ts.
+   */
+  daemonCommand?: readonly string[] | ((host: string) => readonly string[]);
+}
+
+/** A "container" namespace attached to its host's cni0. */
+export interface Container {
+  /** Short name, e.g. `h0c1`. */
+  name: string;
+  /** Name of its host, e.g. `h0`. */
+  host: string;
+  /** Namespace name. */
+  ns: string;
+  /** Address on eth0; null until the host's subnet is known. */
+  ip: string | null;
+}
+
+/** One host namespace. */
+export interface Host {
+  /** Short name, e.g. `h0`. */
+  name: string;
+  index: number;
+  /** Namespace name. */
+  ns: string;
+  /** Underlay address on eth0. */
+  ip: string;
+  /** Per-host temp dir (subnet.env, daemon.log). */
+  dir: string;
+  containers: Container[];
+  daemon: Daemon;
+}
+
+/** A host given by object, name (`h1`) or index. */
+export type HostRef = Host | string | number;
+
+/** Underlay addressing; these addresses exist only inside the cluster's namespaces. */
+export const UNDERLAY = {
+  gateway: "192.168.100.1",
+  etcd: "192.168.100.2",
+  prefixLen: 24,
+  /** Underlay address of host `index`. */
+  host: (index: number) => `192.168.100.${10 + index}`,
+};
+
+/** Default etcd key of the network config. */
+export const CONFIG_KEY = "/coreos.com/network/config";
+/** Default etcd prefix of the leases. */
+export const SUBNETS_PREFIX = "/coreos.com/network/subnets";
+
+const BRIDGE = "br0";
+
+/**
+ * Like Promise.all, but rejects only once every promise has settled, so that teardown
+ * after a failure does not race setup steps still creating namespaces.
+ */
+async function allSettled(ps: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(ps)).find((r) => r.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+}
+
+/** A running cluster; create with {@link Cluster.create}, always end with {@link destroy}. */
+export class Cluster {
+  readonly hosts: Host[] = [];
+  #etcd: EtcdServer | null = null;
+  #unguard: () => void;
+  #destroyed = false;
+  #nextIndex = 0;
+
+  private constructor(
+    /** Per-run prefix of every namespace name. */
+    readonly prefix: string,
+    /** Temp dir holding the per-host dirs. */
+    readonly dir: string,
+    private readonly opts: ClusterOptions,
+  ) {
+    this.#unguard = guardExit(() => removeRunSync(prefix));
+  }
+
+  /** Builds the topology, starts etcd, writes the config and (by default) the daemons. */
+  static async create(opts: ClusterOptions): Promise<Cluster> {
+    cleanupStale();
+    const prefix = newRunPrefix();
+    const dir = await Deno.makeTempDir({ prefix: `${prefix}-` });
+    writeMarker(prefix, [dir]);
+    const c = new Cluster(prefix, dir, opts);
+    try {
+      await c.#createUnderlay();
+      await c.etcd.ctl("put", CONFIG_KEY, JSON.stringify(c.networkConfig));
+      for (let i = 0; i < opts.hosts; i++) c.hosts.push(c.#newHost());
+      await allSettled(c.hosts.map((h) => c.#buildHost(h)));
+      if (opts.startDaemons ?? true) await allSettled(c.hosts.map((h) => c.startDaemon(h)));
+      return c;
+    } catch (e) {
+      await c.destroy();
+      throw e;
+    }
+  }
+
+  /** The etcd server (in namespace `<prefix>-etcd`); `etcd.ctl(…)` runs etcdctl there. */
+  get etcd(): EtcdServer {
+    if (!this.#etcd) throw new Error("etcd not started");
+    return this.#etcd;
+  }
+
+  /** The config written to etcd. */
+  get networkConfig(): Record<string, unknown> {
+    return {
+      Network: this.opts.network ?? "10.5.0.0/16",
+      Backend: { Type: this.opts.backend },
+      ...this.opts.config,
+    };
+  }
+
+  /** Namespace of the switch. */
+  get switchNs(): string {
+    return `${this.prefix}-sw`;
+  }
+
+  /** Namespace running etcd. */
+  get etcdNs(): string {
+    return `${this.prefix}-etcd`;
+  }
+
+  /** Looks a host up by object, name or index; throws when unknown. */
+  host(ref: HostRef): Host {
+    const h = typeof ref === "object"
+      ? ref
+      : this.hosts.find((x) => x.name === ref || x.index === ref);
+    if (!h || !this.hosts.includes(h)) {
+      throw new Error(`no host ${typeof ref === "object" ? ref.name : ref}`);
+    }
+    return h;
+  }
+
+  /** Every container of every host. */
+  containers(): Container[] {
+    return this.hosts.flatMap((h) => h.containers);
+  }
+
+  async #createUnderlay(): Promise<void> {
+    await addNetns(this.switchNs);
+    await setSysctl(this.switchNs, "ip_forward", "0");
+    await addBridge(this.switchNs, BRIDGE);
+    await setAddr(this.switchNs, BRIDGE, `${UNDERLAY.gateway}/${UNDERLAY.prefixLen}`);
+    await addNetns(this.etcdNs);
+    await this.#plugIntoSwitch(this.etcdNs, "etcd", UNDERLAY.etcd);
+    this.#etcd = await EtcdServer.start({
+      netns: this.etcdNs,
+      host: UNDERLAY.etcd,
+      clientPort: 2379,
+      peerPort: 2380,
+    });
+    writeMarker(this.prefix, [this.dir, this.#etcd.dir]);
+  }
+
+  /** Connects `ns` to the switch: eth0 with `ip`, default route via the gateway. */
+  async #plugIntoSwitch(ns: string, port: string, ip: string): Promise<void> {
+    await addVeth(ns, "eth0", this.switchNs, port);
+    await linkUp(this.switchNs, port, { master: BRIDGE });
+    await setAddr(ns, "eth0", `${ip}/${UNDERLAY.prefixLen}`);
+    await linkUp(ns, "eth0");
+    await defaultRoute(ns, UNDERLAY.gateway);
+  }
+
+  #newHost(): Host {
+    const index = this.#nextIndex++;
+    const name = `h${index}`;
+    const ns = `${this.prefix}-${name}`;
+    const dir = `${this.dir}/${name}`;
+    const subnetFile = `${dir}/subnet.env`;
+    const args = [
+      `--etcd-endpoints=${this.etcd.endpoint}`,
+      `--subnet-file=${subnetFile}`,
+      "--iface=eth0",
+      ...(this.opts.daemonArgs ?? []),
+    ];
+    const containers = Array.from({ length: this.opts.containersPerHost ?? 0 }, (_, j) => ({
+      name: `${name}c${j}`,
+      host: name,
+      ns: `${ns}c${j}`,
+      ip: null,
+    }));
+    const cmd = this.opts.daemonCommand ?? DEFAULT_DAEMON_COMMAND;
+    const daemon = new Daemon(
+      ns,
+      typeof cmd === "function" ? cmd(name) : cmd,
+      args,
+      subnetFile,
+      `${dir}/daemon.log`,
+    );
+    return { name, index, ns, ip: UNDERLAY.host(index), dir, containers, daemon };
+  }
+
+  async #buildHost(h: Host): Promise<void> {
+    await Deno.mkdir(h.dir, { recursive: true });
+    await addNetns(h.ns);
+    await this.#plugIntoSwitch(h.ns, h.name, h.ip);
+    await setSysctl(h.ns, "ip_forward", "1");
+    await allSettled(h.containers.map(async (c, j) => {
+      await addNetns(c.ns);
+      await addVeth(c.ns, "eth0", h.ns, `veth${j}`);
+    }));
+  }
+
+  /**
+   * Configures the host's cni0 as a CNI bridge plugin would from subnet.env: `subnet`
+   * (e.g. `10.5.52.1/24`) on cni0, containers at .2, .3, … with default route via .1, all
+   * with MTU `mtu`. Idempotent; a changed subnet renumbers the containers.
+   */
+  async configureHostSubnet(ref: HostRef, subnet: string, mtu = 1500): Promise<void> {
+    const h = this.host(ref);
+    const net = parseCIDR4(subnet);
+    if (!net) throw new Error(`bad subnet ${subnet}`);
+    const gw = subnet.split("/")[0];
+    await addBridge(h.ns, "cni0");
+    await setAddr(h.ns, "cni0", subnet);
+    await linkUp(h.ns, "cni0", { mtu });
+    await Promise.all(h.containers.map(async (c, j) => {
+      const ip = formatIP4(net.ip + 2 + j);
+      await linkUp(h.ns, `veth${j}`, { master: "cni0", mtu });
+      await setAddr(c.ns, "eth0", `${ip}/${net.prefix}`);
+      await linkUp(c.ns, "eth0", { mtu });
+      await defaultRoute(c.ns, gw);
+      c.ip = ip;
+    }));
+  }
+
+  /**
+   * Starts the host's daemon, waits for the subnet.env it writes and configures cni0 and
+   * the containers from it; returns subnet.env parsed.
+   */
+  async startDaemon(ref: HostRef, timeoutMs = 30_000): Promise<Record<string, string>> {
+    const h = this.host(ref);
+    h.daemon.start();
+    const env = await h.daemon.waitSubnetEnv(timeoutMs);
+    await this.configureHostSubnet(h, env.FLANNEL_SUBNET, Number(env.FLANNEL_MTU) || 1500);
+    return env;
+  }
+
+  /** Signals the host's daemon and waits for it to exit; returns its status (null if not running). */
+  stopDaemon(ref: HostRef, signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus | null> {
+    return this.host(ref).daemon.stop(signal);
+  }
+
+  /** Stops the daemon (SIGTERM) and starts it again; returns the rewritten subnet.env. */
+  async restartDaemon(ref: HostRef): Promise<Record<string, string>> {
+    await this.stopDaemon(ref);
+    return await this.startDaemon(ref);
+  }
+
+  /** The host daemon's output so far. */
+  daemonLog(ref: HostRef): string {
+    return this.host(ref).daemon.log();
+  }
+
+  /** The host's subnet.env, parsed; null when not written. */
+  hostSubnetEnv(ref: HostRef): Record<string, string> | null {
+    return this.host(ref).daemon.subnetEnv();
+  }
+
+  /** Adds a host joining later (with the same number of containers); starts its daemon unless told not to. */
+  async addHost(opts: { startDaemon?: boolean } = {}): Promise<Host> {
+    const h = this.#newHost();
+    this.hosts.push(h);
+    await this.#buildHost(h);
+    if (opts.startDaemon ?? this.opts.startDaemons ?? true) await this.startDaemon(h);
+    return h;
+  }
+
+  /** Stops the host's daemon with `signal` and deletes the host and its containers. */
+  async removeHost(ref: HostRef, signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    const h = this.host(ref);
+    await h.daemon.stop(signal);
+    for (const c of h.containers) deleteNetnsSync(c.ns);
+    deleteNetnsSync(h.ns);
+    this.hosts.splice(this.hosts.indexOf(h), 1);
+  }
+
+  /** Runs a command in namespace `ns` (bounded to 30 s). */
+  exec(ns: string, cmd: string, ...args: string[]): Promise<ExecResult> {
+    return nsExec(ns, cmd, args);
+  }
+
+  /** Pings `toIp` from namespace `fromNs`. */
+  ping(fromNs: string, toIp: string, opts?: PingOptions): Promise<PingResult> {
+    return ping(fromNs, toIp, opts);
+  }
+
+  /** Pings every container from every other one; throws if a container has no address yet. */
+  pingAll(opts?: PingOptions): Promise<PingPair[]> {
+    const eps = this.containers().map((c) => {
+      if (c.ip === null) {
+        throw new Error(`container ${c.name} has no address (host subnet unknown)`);
+      }
+      return { name: c.name, ns: c.ns, ip: c.ip };
+    });
+    return pingPairs(eps, opts);
+  }
+
+  /** The leases in etcd as `{key, value}` with the value JSON-parsed. */
+  async leases(): Promise<{ key: string; value: Record<string, unknown> }[]> {
+    const lines = (await this.etcd.ctl("get", "--prefix", SUBNETS_PREFIX)).split("\n");
+    const out = [];
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      out.push({ key: lines[i], value: JSON.parse(lines[i + 1]) });
+    }
+    return out;
+  }
+
+  /** Kills daemons and etcd, deletes every namespace of the run and its temp dirs. Idempotent. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    await Promise.all(this.hosts.map((h) => h.daemon.stop("SIGKILL")));
+    await this.#etcd?.destroy();
+    removeRunSync(this.prefix);
+    this.#unguard();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy();
+  }
+}
