@@ -3,6 +3,7 @@
  * hosts, cni0 and containers from a subnet, and complete teardown (root only).
  */
 
+import { until } from "./helpers/control.ts";
 import {
   deepStrictEqual as assertEquals,
   match as assertMatch,
@@ -151,6 +152,9 @@ Deno.test({
     const r = await c.ping(ct.ns, env.FLANNEL_SUBNET.split("/")[0], { count: 1 });
     assert(r.ok, `${ct.name} → its cni0: ${r.output}`);
   }
+  // Each daemon follows the others: the first host saw the late joiner's lease arrive.
+  const joiner = c.hostSubnetEnv(2)!.FLANNEL_SUBNET.replace(".1/", ".0/");
+  await until("h0 follows the joiner", () => c.daemonLog(0).includes(`lease added subnet=${joiner} peer=${c.host(2).ip}`));
   // A restarted daemon rewrites subnet.env with the same subnet.
   const before = c.hostSubnetEnv(0)!.FLANNEL_SUBNET;
   assertEquals((await c.restartDaemon(0)).FLANNEL_SUBNET, before, c.daemonLog(0));
