@@ -7,7 +7,7 @@
  */
 
 import { type BackendType, Cluster, SUBNETS_PREFIX } from "./helpers/cluster.ts";
-import { formatPingMatrix } from "./helpers/ping.ts";
+import { formatPingMatrix, formatPingSummary } from "./helpers/ping.ts";
 
 /** Value of `--name=value` or `--name value`, else `def`. */
 function flag(name: string, def: string): string {
@@ -46,14 +46,8 @@ async function main(): Promise<number> {
   const pairs = await c.pingAll({ count: 3 });
   console.log(formatPingMatrix(pairs));
   const failed = pairs.filter((p) => !p.result.ok);
-  const lossy = pairs.filter((p) => p.result.ok && p.result.loss > 0);
-  const rtts = pairs.filter((p) => p.result.rtt).map((p) => p.result.rtt!.avg);
-  const avg = rtts.reduce((a, b) => a + b, 0) / (rtts.length || 1);
   section("summary");
-  console.log(
-    `${pairs.length - failed.length}/${pairs.length} pairs answered` +
-      (lossy.length ? `, ${lossy.length} with some loss` : "") + `; mean RTT ${avg.toFixed(3)} ms`,
-  );
+  console.log(formatPingSummary(pairs));
   for (const p of failed) {
     console.log(`FAILED ${p.from.name} (${p.from.ip}) → ${p.to.name} (${p.to.ip})`);
   }

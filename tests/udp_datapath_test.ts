@@ -11,7 +11,7 @@ import {
   ok as assert,
 } from "node:assert/strict";
 import { internetChecksum } from "../lib/backend/udp/packet.ts";
-import { contains4, formatIP4, parseCIDR4, parseIP4 } from "../lib/ip.ts";
+import { contains4, formatIP4, parseCIDR4 } from "../lib/ip.ts";
 import { LineProcess } from "./helpers/line_process.ts";
 import {
   addBridge,
@@ -22,6 +22,7 @@ import {
   nsExec,
   setAddr,
 } from "./helpers/netns.ts";
+import { injectUdp, ipv4Packet } from "./helpers/packets.ts";
 import { udpDatagrams } from "./helpers/pcap.ts";
 import { ping } from "./helpers/ping.ts";
 
@@ -39,25 +40,6 @@ const SUBNET_B = "10.99.2.0/24";
 const HOST_A = "10.99.1.1";
 const HOST_B = "10.99.2.1";
 const PORT = 8285;
-
-/** A well-formed IPv4/UDP packet (zero UDP checksum) with a valid header checksum. */
-function ipv4Packet(src: string, dst: string, ttl = 64, payload = 16): Uint8Array<ArrayBuffer> {
-  const b = new Uint8Array(20 + 8 + payload);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, 0x45000000 | b.length);
-  v.setUint32(4, 0x4000_0000 >>> 16); // DF
-  b[8] = ttl;
-  b[9] = 17;
-  v.setUint32(12, parseIP4(src)!);
-  v.setUint32(16, parseIP4(dst)!);
-  v.setUint16(10, internetChecksum(v, 0, 20));
-  v.setUint16(20, 40000);
-  v.setUint16(22, 9); // discard
-  v.setUint16(24, 8 + payload);
-  return b;
-}
-
-const b64 = (b: Uint8Array) => btoa(String.fromCharCode(...b));
 
 function startNode(ns: string, under: string, subnet: string, peer: string): LineProcess {
   return new LineProcess(`udp node ${ns}`, "ip", [
@@ -190,18 +172,8 @@ Deno.test({
           ipv4Packet(HOST_A, HOST_B, 1), // TTL would reach 0
           ipv4Packet(HOST_A, HOST_B), // fine: forwarded
         ];
-        const inject = async (from: string, pkts: Uint8Array[]) => {
-          const r = await nsExec(nsA, Deno.execPath(), [
-            "run",
-            "-A",
-            helper("udp_inject.ts"),
-            from,
-            UNDER_B,
-            String(PORT),
-            ...pkts.map(b64),
-          ]);
-          assert(r.code === 0, r.stderr);
-        };
+        const inject = (from: string, pkts: Uint8Array[]) =>
+          injectUdp(nsA, from, UNDER_B, PORT, pkts);
         await inject(UNDER_A, fromPeer);
         await inject(SPOOFED, [ipv4Packet(HOST_A, HOST_B)]); // well-formed, but not from a peer
         let d: Record<string, number> = {};

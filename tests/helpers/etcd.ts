@@ -158,7 +158,11 @@ export class EtcdServer {
     const full = this.opts.netns
       ? ["netns", "exec", this.opts.netns, "etcdctl", `--endpoints=${this.endpoint}`, ...args]
       : [`--endpoints=${this.endpoint}`, ...args];
-    const r = await new Deno.Command(cmd, { args: full, env: { ETCDCTL_API: "3" } }).output();
+    const r = await new Deno.Command(cmd, {
+      args: full,
+      env: { ETCDCTL_API: "3" },
+      signal: AbortSignal.timeout(30_000), // never hang a test on etcd
+    }).output();
     const out = new TextDecoder().decode(r.stdout);
     if (!r.success) throw new Error(`etcdctl ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
     return out;

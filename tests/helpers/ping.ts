@@ -13,6 +13,8 @@ export interface PingOptions {
   timeout?: number;
   /** Seconds between requests (default 0.2; below that needs root). */
   interval?: number;
+  /** Keep every reply's RTT in {@link PingResult.samples} (default false: summary only). */
+  samples?: boolean;
 }
 
 /** What one `ping` run saw. */
@@ -25,11 +27,13 @@ export interface PingResult {
   loss: number;
   /** Round-trip times in ms, null without replies. */
   rtt: { min: number; avg: number; max: number } | null;
+  /** Each reply's RTT in ms, in arrival order; empty unless asked for with `samples`. */
+  samples: number[];
   /** ping's own output, for failure messages. */
   output: string;
 }
 
-/** Parses the summary lines of iputils `ping`. */
+/** Parses the summary lines of iputils `ping` and the `time=` of any per-reply lines. */
 export function parsePing(output: string): Omit<PingResult, "output"> {
   const counts = /(\d+) packets transmitted, (\d+) received/.exec(output);
   const sent = counts ? Number(counts[1]) : 0;
@@ -41,6 +45,7 @@ export function parsePing(output: string): Omit<PingResult, "output"> {
     received,
     loss: sent ? (sent - received) / sent : 1,
     rtt: r ? { min: Number(r[1]), avg: Number(r[2]), max: Number(r[3]) } : null,
+    samples: [...output.matchAll(/ time=([\d.]+) ms/g)].map((m) => Number(m[1])),
   };
 }
 
@@ -56,7 +61,7 @@ export async function ping(
   const deadline = Math.ceil(count * interval + timeout);
   const r = await nsExec(fromNs, "ping", [
     "-n",
-    "-q",
+    ...(opts.samples ? [] : ["-q"]),
     "-c",
     String(count),
     "-i",
@@ -126,4 +131,14 @@ export function formatPingMatrix(pairs: PingPair[]): string {
   const rows = [["from\\to", ...names], ...names.map((f) => [f, ...names.map((t) => cell(f, t))])];
   const w = Math.max(...rows.flat().map((s) => s.length)) + 1;
   return rows.map((r) => r.map((s) => s.padStart(w)).join("")).join("\n");
+}
+
+/** One line: pairs answered, pairs with loss, mean RTT over the pairs that answered. */
+export function formatPingSummary(pairs: PingPair[]): string {
+  const failed = pairs.filter((p) => !p.result.ok).length;
+  const lossy = pairs.filter((p) => p.result.ok && p.result.loss > 0).length;
+  const rtts = pairs.filter((p) => p.result.rtt).map((p) => p.result.rtt!.avg);
+  const avg = rtts.reduce((a, b) => a + b, 0) / (rtts.length || 1);
+  return `${pairs.length - failed}/${pairs.length} pairs answered` +
+    (lossy ? `, ${lossy} with some loss` : "") + `; mean RTT ${avg.toFixed(3)} ms`;
 }

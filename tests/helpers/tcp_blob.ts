@@ -1,7 +1,8 @@
 /**
  * Test helper for bulk TCP transfers through an overlay (run it inside a namespace):
  *
- *   serve <addr> <port>            accept one connection, read to EOF, print `RECEIVED <n> <sha256>`
+ *   serve <addr> <port>            accept one connection, read to EOF, print
+ *                                  `RECEIVED <n> <sha256> <ms from accept to EOF>`
  *   send <addr> <port> <bytes>     send pseudo-random bytes, print `SENT <n> <sha256>`
  *
  * `serve` prints `LISTENING` once it accepts connections.
@@ -19,19 +20,21 @@ if (mode === "serve") {
   const listener = Deno.listen({ hostname, port, transport: "tcp" });
   console.log("LISTENING");
   const conn = await listener.accept();
+  const t0 = performance.now();
   const chunks: Uint8Array[] = [];
   let n = 0;
   for await (const c of conn.readable) {
     chunks.push(c);
     n += c.byteLength;
   }
+  const ms = performance.now() - t0;
   const all = new Uint8Array(n);
   let off = 0;
   for (const c of chunks) {
     all.set(c, off);
     off += c.byteLength;
   }
-  console.log(`RECEIVED ${n} ${await sha256(all)}`);
+  console.log(`RECEIVED ${n} ${await sha256(all)} ${ms.toFixed(1)}`);
   listener.close();
 } else if (mode === "send") {
   const data = new Uint8Array(Number(bytesText));
