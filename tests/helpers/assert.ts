@@ -28,30 +28,33 @@ export function assertStringIncludes(s: string, part: string, msg?: string): voi
   nodeAssert.ok(s.includes(part), msg ?? `expected ${JSON.stringify(s)} to include ${JSON.stringify(part)}`);
 }
 
+type ErrorClass<E> = new (...a: any[]) => E;
+
+/** Checks a caught error against the expected class and message part; returns it typed. */
+function expectError<E extends Error>(e: unknown, cls?: ErrorClass<E>, includes?: string): E {
+  if (cls && !(e instanceof cls)) throw new Error(`expected ${cls.name}, got ${e}`);
+  if (includes && !String((e as Error).message).includes(includes)) {
+    throw new Error(`error ${JSON.stringify((e as Error).message)} does not include ${JSON.stringify(includes)}`);
+  }
+  return e as E;
+}
+
 /** Asserts that `fn` throws an instance of `cls` (when given); returns the error. */
-export function assertThrows<E extends Error = Error>(fn: () => unknown, cls?: new (...a: any[]) => E, includes?: string): E {
+export function assertThrows<E extends Error = Error>(fn: () => unknown, cls?: ErrorClass<E>, includes?: string): E {
   try {
     fn();
   } catch (e) {
-    if (cls && !(e instanceof cls)) throw new Error(`expected ${cls.name}, got ${e}`);
-    if (includes && !String((e as Error).message).includes(includes)) {
-      throw new Error(`error ${JSON.stringify((e as Error).message)} does not include ${JSON.stringify(includes)}`);
-    }
-    return e as E;
+    return expectError(e, cls, includes);
   }
   throw new Error("expected a throw");
 }
 
 /** Async version of {@link assertThrows}. */
-export async function assertRejects<E extends Error = Error>(fn: () => Promise<unknown>, cls?: new (...a: any[]) => E, includes?: string): Promise<E> {
+export async function assertRejects<E extends Error = Error>(fn: () => Promise<unknown>, cls?: ErrorClass<E>, includes?: string): Promise<E> {
   try {
     await fn();
   } catch (e) {
-    if (cls && !(e instanceof cls)) throw new Error(`expected ${cls.name}, got ${e}`);
-    if (includes && !String((e as Error).message).includes(includes)) {
-      throw new Error(`error ${JSON.stringify((e as Error).message)} does not include ${JSON.stringify(includes)}`);
-    }
-    return e as E;
+    return expectError(e, cls, includes);
   }
   throw new Error("expected a rejection");
 }
