@@ -13,6 +13,8 @@ import { formatNet4, parseCIDR4 } from "../lib/ip.ts";
 import type { LeaseEvent } from "../lib/lease.ts";
 import { SubnetRegistry } from "../lib/subnet/registry.ts";
 import { LeaseWatcher, type WatcherOptions } from "../lib/subnet/watcher.ts";
+import { remoteLeaseProblem } from "../lib/subnet/allocator.ts";
+import { parseNetworkConfig } from "../lib/config.ts";
 
 const P = "/coreos.com/network/subnets";
 const val = (ip: string) => `{"PublicIP":"${ip}","PublicIPv6":null}`;
@@ -150,6 +152,27 @@ Deno.test(`watch: stays live for ${Math.round(LONG_MS / 1000)} s under Deno`, as
   }
   assertEquals(w.stats.stalls, 0);
   console.log(`long watch: ${n} events over ${Math.round((Date.now() - start) / 1000)} s, max delivery ${Math.max(...lags)} ms (incl. etcdctl)`);
+  w.stop();
+  client.close();
+});
+
+Deno.test("watch: impossible subnets are never routed; a lease turning invalid is removed", async () => {
+  await using etcd = await EtcdServer.start();
+  const { client, registry } = registryFor(etcd);
+  const cfg = parseNetworkConfig(`{"Network":"10.5.0.0/16"}`);
+  await etcd.ctl("put", `${P}/0.0.0.0-0`, val("192.168.0.66"));
+  await etcd.ctl("put", `${P}/10.6.1.0-24`, val("192.168.0.67"));
+  await etcd.ctl("put", `${P}/10.5.1.0-24`, val("192.168.0.1"));
+  const { w, seen } = recorder(registry);
+  w.validate = (l) => remoteLeaseProblem(cfg, l);
+  await w.start();
+  assertEquals(seen, ["added:10.5.1.0/24"]);
+  await etcd.ctl("put", `${P}/10.5.2.0-25`, val("192.168.0.2"));
+  await etcd.ctl("put", `${P}/10.5.1.0-24`, `{"PublicIP":null}`);
+  await etcd.ctl("put", `${P}/10.5.3.0-24`, val("192.168.0.3"));
+  await until("valid add", () => seen.length === 3);
+  assertEquals(seen, ["added:10.5.1.0/24", "removed:10.5.1.0/24", "added:10.5.3.0/24"]);
+  assertEquals(w.stats.badLeases, 4);
   w.stop();
   client.close();
 });

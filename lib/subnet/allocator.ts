@@ -6,7 +6,7 @@
  */
 
 import type { NetworkConfig } from "../config.ts";
-import { contains4, type IP4Net, type IP6Net, overlaps4, overlaps6, size4, size6 } from "../ip.ts";
+import { contains4, contains6, type IP4Net, type IP6Net, overlaps4, overlaps6, size4, size6 } from "../ip.ts";
 
 /** How many free candidates upstream collects before picking one at random. */
 export const MAX_CANDIDATES = 100;
@@ -22,6 +22,28 @@ export function isCompatible(cfg: NetworkConfig, l: { subnet: IP4Net; ipv6Subnet
   if (!l.ipv6Subnet) return false;
   return l.ipv6Subnet.prefix === cfg.ipv6SubnetLen && l.ipv6Subnet.ip >= cfg.ipv6SubnetMin &&
     l.ipv6Subnet.ip <= cfg.ipv6SubnetMax;
+}
+
+/**
+ * Why a remote lease must not be routed, or null when it is fine: its subnet must lie in
+ * the Network with the configured SubnetLen, so a hand-written `0.0.0.0-0` or a lease from
+ * another network can never capture traffic. SubnetMin/Max are not checked: they only
+ * bound allocation, and upstream hosts with other bounds are still peers.
+ */
+export function remoteLeaseProblem(cfg: NetworkConfig, l: { subnet: IP4Net; ipv6Subnet?: IP6Net; attrs: { publicIP: number } }): string | null {
+  if (cfg.enableIPv4) {
+    if (!cfg.network || !contains4(cfg.network, l.subnet.ip) || l.subnet.prefix < cfg.network.prefix) {
+      return "subnet is outside the Network";
+    }
+    if (l.subnet.prefix !== cfg.subnetLen) return `subnet prefix is not SubnetLen /${cfg.subnetLen}`;
+    if (l.attrs.publicIP === 0) return "lease has no PublicIP";
+  }
+  if (cfg.enableIPv6 && l.ipv6Subnet && cfg.ipv6Network) {
+    if (!contains6(cfg.ipv6Network, l.ipv6Subnet.ip) || l.ipv6Subnet.prefix !== cfg.ipv6SubnetLen) {
+      return "IPv6 subnet is outside the IPv6Network or not IPv6SubnetLen";
+    }
+  }
+  return null;
 }
 
 /** First free v4 subnets (at most `max`), in address order. */

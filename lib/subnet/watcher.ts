@@ -111,6 +111,8 @@ export class LeaseWatcher {
   onEvents: (events: LeaseEvent[]) => void = () => {};
   /** Changes to our own key. */
   onOwn: (ev: OwnEvent) => void = () => {};
+  /** Why a remote lease must be ignored (logged once, counted), or null to accept it. */
+  validate: (l: Lease) => string | null = () => null;
 
   constructor(private readonly registry: SubnetRegistry, opts: WatcherOptions = {}) {
     this.#opts = {
@@ -218,6 +220,11 @@ export class LeaseWatcher {
         continue;
       }
       if (this.#isOurIP(l)) continue;
+      const why = this.validate(l);
+      if (why) {
+        this.#noteBad(this.registry.keyOf(l.subnet, l.ipv6Subnet), why, l.modRevision);
+        continue;
+      }
       const id = idOf(l.subnet);
       seen.add(id);
       const prev = this.#known.get(id);
@@ -398,6 +405,17 @@ export class LeaseWatcher {
     }
     if (this.#isOurIP(lease)) {
       log.debug(1, "skipping a lease with our public IP on another subnet", { subnet: describeLease(lease) });
+      return;
+    }
+    const why = this.validate(lease);
+    if (why) {
+      this.#noteBad(key, why, String(ev.kv.mod_revision));
+      // A peer whose lease turned unusable is no longer routed to.
+      const known = this.#known.get(idOf(lease.subnet));
+      if (known) {
+        this.#known.delete(idOf(lease.subnet));
+        out.push({ type: "removed", lease: known });
+      }
       return;
     }
     this.#known.set(idOf(lease.subnet), lease);
