@@ -52,14 +52,16 @@ export class ConfigError extends Error {
   }
 }
 
-function optBool(o: Record<string, unknown>, name: string, dflt: boolean): boolean {
+/** Optional boolean field (case-insensitive name); `dflt` when absent or null. */
+export function optBool(o: Record<string, unknown>, name: string, dflt: boolean): boolean {
   const v = field(o, name);
   if (v === undefined || v === null) return dflt;
   if (typeof v !== "boolean") throw new ConfigError(name, `${name} must be true or false, got ${JSON.stringify(v)}`);
   return v;
 }
 
-function optUint(o: Record<string, unknown>, name: string): number {
+/** Optional non-negative integer field (case-insensitive name); 0 when absent or null. */
+export function optUint(o: Record<string, unknown>, name: string): number {
   const v = field(o, name);
   if (v === undefined || v === null) return 0;
   if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {

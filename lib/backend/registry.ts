@@ -5,11 +5,15 @@
 
 import { allocBackend } from "./alloc.ts";
 import type { BackendFactory } from "./backend.ts";
+import { hostGwBackend } from "./hostgw.ts";
 import { udpBackendFactory } from "./udp/backend.ts";
+import { vxlanBackend } from "./vxlan.ts";
 
 const FACTORIES: Record<string, BackendFactory> = {
   alloc: allocBackend,
   udp: udpBackendFactory,
+  vxlan: vxlanBackend,
+  "host-gw": hostGwBackend,
 };
 
 /** The factory for a backend type, or undefined when the type is unknown. */

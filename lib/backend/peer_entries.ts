@@ -1,0 +1,79 @@
+/**
+ * Writing and deleting the kernel entries of one peer (neighbour, FDB entry, route), with
+ * rollback on a failed install and "already gone" treated as success on delete.
+ * @module
+ */
+
+import {
+  fdbDel,
+  fdbReplace,
+  isNetlinkError,
+  neighDel,
+  neighReplace,
+  type NetlinkSocket,
+  routeDel,
+  routeReplace,
+} from "../../ffi/netlink/mod.ts";
+import { type PeerEntries, type PeerFdb, type PeerNeigh, sameMAC } from "./peer_state.ts";
+
+const ABSENT = new Set(["ENOENT", "ESRCH", "ENODEV", "EADDRNOTAVAIL"]);
+
+/** Runs a delete, treating "already gone" as success. */
+export function deleteQuietly(fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    if (!(isNetlinkError(e) && ABSENT.has(e.code))) throw e;
+  }
+}
+
+/** Deletes a neighbour entry if present. */
+export function removeNeigh(nl: NetlinkSocket, n: PeerNeigh): void {
+  deleteQuietly(() => neighDel(nl, { index: n.dev, ip: n.ip }));
+}
+
+/** Deletes an FDB entry if present. */
+export function removeFdb(nl: NetlinkSocket, f: PeerFdb): void {
+  deleteQuietly(() => fdbDel(nl, { index: f.dev, mac: f.mac, dst: f.dst }));
+}
+
+/** Installs neighbour, FDB entry and route, in that order; undoes the earlier ones on failure. */
+export function installEntries(nl: NetlinkSocket, e: PeerEntries): void {
+  const undo: (() => void)[] = [];
+  try {
+    if (e.neigh) {
+      neighReplace(nl, { index: e.neigh.dev, ip: e.neigh.ip, mac: e.neigh.mac });
+      undo.push(() => removeNeigh(nl, e.neigh!));
+    }
+    if (e.fdb) {
+      fdbReplace(nl, { index: e.fdb.dev, mac: e.fdb.mac, dst: e.fdb.dst });
+      undo.push(() => removeFdb(nl, e.fdb!));
+    }
+    routeReplace(nl, e.route);
+  } catch (err) {
+    for (const u of undo.reverse()) {
+      try {
+        u();
+      } catch { /* best effort: the original error is what matters */ }
+    }
+    throw err;
+  }
+}
+
+/** Deletes what {@link installEntries} wrote; entries already gone are fine. */
+export function removeEntries(nl: NetlinkSocket, e: PeerEntries): void {
+  deleteQuietly(() => routeDel(nl, { dst: e.route.dst, gw: e.route.gw, dev: e.route.dev }));
+  if (e.fdb) removeFdb(nl, e.fdb);
+  if (e.neigh) removeNeigh(nl, e.neigh);
+}
+
+/** Removes the parts of `prev` that `next` no longer covers (a replace would leave them). */
+export function removeSuperseded(nl: NetlinkSocket, prev: PeerEntries, next: PeerEntries): void {
+  const n = next.neigh, f = next.fdb;
+  if (prev.neigh && !(n && n.dev === prev.neigh.dev && n.ip === prev.neigh.ip)) {
+    removeNeigh(nl, prev.neigh);
+  }
+  if (prev.fdb && !(f && f.dev === prev.fdb.dev && sameMAC(f.mac, prev.fdb.mac))) {
+    removeFdb(nl, prev.fdb);
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * What the kernel must hold for the remote leases of a routing backend (vxlan, host-gw),
+ * and the difference between that and what the kernel holds: the repairs to make and, at
+ * startup, the stale entries to remove. Pure; the kernel is read and written elsewhere.
+ * @module
+ */
+
+import { contains4, equal4, formatIP4, type IP4Net } from "../ip.ts";
+import { formatMAC } from "../mac.ts";
+import {
+  type FdbEntry,
+  type Neigh,
+  NUD_PERMANENT,
+  type Route,
+  RT_TABLE_MAIN,
+} from "../../ffi/netlink/mod.ts";
+// Connected routes the kernel derives from addresses carry RTPROT_KERNEL: never ours.
+import { RTPROT_KERNEL } from "../../ffi/netlink/message.ts";
+
+/** A route we own: always in the main table, with a gateway and an output device. */
+export interface PeerRoute {
+  dst: IP4Net;
+  gw: number;
+  dev: number;
+  onlink?: boolean;
+}
+
+/** A permanent neighbour entry on device `dev`. */
+export interface PeerNeigh {
+  dev: number;
+  ip: number;
+  mac: Uint8Array;
+}
+
+/** A permanent `self` FDB entry on device `dev`: `mac` is reached at VTEP `dst`. */
+export interface PeerFdb {
+  dev: number;
+  mac: Uint8Array;
+  dst: number;
+}
+
+/** Everything one remote lease needs. Install order: neigh, fdb, route. */
+export interface PeerEntries {
+  route: PeerRoute;
+  neigh?: PeerNeigh;
+  fdb?: PeerFdb;
+}
+
+/** The kernel's current state, as far as it matters here. */
+export interface KernelView {
+  /** Main-table IPv4 routes. */
+  routes: Route[];
+  /** Neighbour entries of the devices in {@link Ownership.entryDevs}. */
+  neighs: Neigh[];
+  /** FDB entries of the devices in {@link Ownership.entryDevs}. */
+  fdbs: FdbEntry[];
+}
+
+/** Which kernel entries are ours to delete when no lease wants them. */
+export interface Ownership {
+  /** The flannel Network: only routes inside it are ever touched. */
+  network: IP4Net;
+  /** Our own subnet, never removed. */
+  own?: IP4Net;
+  /** Devices whose routes inside the Network we own. */
+  routeDevs: number[];
+  /** Devices whose permanent neighbours and FDB entries with a destination we own. */
+  entryDevs: number[];
+}
+
+/** The changes that bring the kernel to the desired state. */
+export interface Plan {
+  routes: PeerRoute[];
+  neighs: PeerNeigh[];
+  fdbs: PeerFdb[];
+  staleRoutes: Route[];
+  staleNeighs: Neigh[];
+  staleFdbs: FdbEntry[];
+}
+
+/** Byte-wise MAC equality; a missing address equals nothing. */
+export function sameMAC(a: Uint8Array | null, b: Uint8Array): boolean {
+  return a !== null && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Whether kernel route `r` is exactly `want` (gateway, device, onlink). */
+export function routeMatches(want: PeerRoute, r: Route): boolean {
+  return r.table === RT_TABLE_MAIN && equal4(r.dst, want.dst) && r.gw === want.gw &&
+    r.dev === want.dev && r.onlink === (want.onlink ?? false);
+}
+
+/** Whether kernel neighbour `n` is `want`, permanent. */
+export function neighMatches(want: PeerNeigh, n: Neigh): boolean {
+  return n.index === want.dev && n.ip === want.ip && sameMAC(n.mac, want.mac) &&
+    (n.state & NUD_PERMANENT) !== 0;
+}
+
+/** Whether kernel FDB entry `f` is `want`. */
+export function fdbMatches(want: PeerFdb, f: FdbEntry): boolean {
+  return f.index === want.dev && f.dst === want.dst && sameMAC(f.mac, want.mac);
+}
+
+/** Whether `dst` lies inside `network` (same or longer prefix). */
+function insideNetwork(network: IP4Net, dst: IP4Net): boolean {
+  return dst.prefix >= network.prefix && contains4(network, dst.ip);
+}
+
+/**
+ * Compares desired entries with the kernel. Missing or altered entries are always
+ * reported; stale ones (ours by {@link Ownership}, wanted by no lease) only when `cleanup`.
+ */
+export function planRepairs(
+  desired: PeerEntries[],
+  kernel: KernelView,
+  own: Ownership,
+  cleanup: boolean,
+): Plan {
+  const plan: Plan = {
+    routes: [],
+    neighs: [],
+    fdbs: [],
+    staleRoutes: [],
+    staleNeighs: [],
+    staleFdbs: [],
+  };
+  for (const d of desired) {
+    if (!kernel.routes.some((r) => routeMatches(d.route, r))) plan.routes.push(d.route);
+    if (d.neigh && !kernel.neighs.some((n) => neighMatches(d.neigh!, n))) plan.neighs.push(d.neigh);
+    if (d.fdb && !kernel.fdbs.some((f) => fdbMatches(d.fdb!, f))) plan.fdbs.push(d.fdb);
+  }
+  if (!cleanup) return plan;
+  plan.staleRoutes = kernel.routes.filter((r) =>
+    r.table === RT_TABLE_MAIN && r.protocol !== RTPROT_KERNEL && r.dev !== undefined &&
+    own.routeDevs.includes(r.dev) && insideNetwork(own.network, r.dst) &&
+    !(own.own && equal4(own.own, r.dst)) && !desired.some((d) => equal4(d.route.dst, r.dst))
+  );
+  plan.staleNeighs = kernel.neighs.filter((n) =>
+    own.entryDevs.includes(n.index) && (n.state & NUD_PERMANENT) !== 0 &&
+    !desired.some((d) => d.neigh?.dev === n.index && d.neigh.ip === n.ip)
+  );
+  // An entry whose MAC a lease wants but with another destination is fixed by the replace.
+  plan.staleFdbs = kernel.fdbs.filter((f) =>
+    own.entryDevs.includes(f.index) && f.dst !== undefined &&
+    !desired.some((d) => d.fdb?.dev === f.index && sameMAC(f.mac, d.fdb.mac))
+  );
+  return plan;
+}
+
+/** Number of changes in a plan. */
+export function planSize(p: Plan): number {
+  return p.routes.length + p.neighs.length + p.fdbs.length + p.staleRoutes.length +
+    p.staleNeighs.length + p.staleFdbs.length;
+}
+
+/** `10.5.53.0 lladdr aa:… dev 7`, for log lines. */
+export function describeNeigh(
+  n: { ip: number; mac: Uint8Array | null; dev?: number; index?: number },
+): string {
+  return `${formatIP4(n.ip)} lladdr ${n.mac ? formatMAC(n.mac) : "-"} dev ${n.dev ?? n.index}`;
+}
+
+/** `aa:… dst 192.168.1.12 dev 7`, for log lines. */
+export function describeFdb(
+  f: { mac: Uint8Array; dst?: number; dev?: number; index?: number },
+): string {
+  return `${formatMAC(f.mac)} dst ${f.dst !== undefined ? formatIP4(f.dst) : "-"} dev ${
+    f.dev ?? f.index
+  }`;
+}

@@ -1,0 +1,385 @@
+/**
+ * The engine shared by the routing backends (vxlan, host-gw): programs the kernel entries
+ * each remote lease needs, and keeps them there. Desired state = what the current leases
+ * require; it is compared with the kernel every `reconcileIntervalSeconds` and shortly
+ * after any relevant netlink notification, and whatever is missing or altered (device,
+ * address, route, neighbour, FDB entry) is put back, one log line per repair.
+ *
+ * Stale entries (ours by device and Network, wanted by no lease) are removed once, on the
+ * first reconcile after the first lease snapshot: removing them earlier would cut traffic
+ * to peers whose leases simply have not been read yet after a restart.
+ *
+ * All netlink work is synchronous, so handle() and reconcile() never interleave.
+ * @module
+ */
+
+import {
+  decodeLink,
+  decodeRoute,
+  fdbList,
+  fdbReplace,
+  formatRoute,
+  neighList,
+  neighReplace,
+  NetlinkSocket,
+  type NlMessage,
+  NLMSG_OVERRUN,
+  routeDel,
+  routeList,
+  routeReplace,
+  RTM_DELLINK,
+  RTM_DELNEIGH,
+  RTM_DELROUTE,
+  RTM_NEWLINK,
+  RTM_NEWNEIGH,
+  RTM_NEWROUTE,
+  RTNLGRP_IPV4_ROUTE,
+  RTNLGRP_LINK,
+  RTNLGRP_NEIGH,
+} from "../../ffi/netlink/mod.ts";
+import { contains4 } from "../ip.ts";
+import { describeLease, type Lease, type LeaseEvent, subnetKey } from "../lease.ts";
+import { type Logger, OnceLogger } from "../log.ts";
+import {
+  describeFdb,
+  describeNeigh,
+  type KernelView,
+  type Ownership,
+  type PeerEntries,
+  planRepairs,
+  planSize,
+} from "./peer_state.ts";
+import {
+  deleteQuietly,
+  installEntries,
+  removeEntries,
+  removeFdb,
+  removeNeigh,
+  removeSuperseded,
+} from "./peer_entries.ts";
+
+/** A local repair made by {@link PeerDataPath.ensureLocal}. */
+export interface Repair {
+  /** Counter it goes to: `device`, `address`, `link`, `mtu`… */
+  kind: string;
+  /** Log text, e.g. `recreated flannel.1 (deleted) with MAC …`. */
+  what: string;
+}
+
+/** What a routing backend plugs into the engine. */
+export interface PeerDataPath {
+  /** Our BackendType; leases of other types are ignored (logged once per subnet). */
+  readonly leaseType: string;
+  /** Name of our device, whose link events trigger a reconcile; absent for host-gw. */
+  readonly deviceName?: string;
+  /** Checks the device, its address and state, repairing what is wrong. */
+  ensureLocal(nl: NetlinkSocket): Repair[];
+  /** Entries for a remote lease (current device index); null when unusable (it logs why). */
+  entriesFor(nl: NetlinkSocket, lease: Lease): PeerEntries | null;
+  /** Which kernel entries are ours. */
+  ownership(): Ownership;
+}
+
+/** Engine options. */
+export interface ReconcileOptions {
+  /** Period of the full comparison (default 10 s). */
+  intervalSeconds?: number;
+  /** Delay after a netlink notification, collapsing bursts (default 100 ms). */
+  debounceMs?: number;
+  /** Watch netlink notifications (default true; tests turn it off to see the periodic path). */
+  watch?: boolean;
+}
+
+/** Reads `reconcileIntervalSeconds` from backend options (the `--reconcile-interval` flag). */
+export function reconcileOptions(options: Record<string, unknown>): ReconcileOptions {
+  const v = options.reconcileIntervalSeconds;
+  return typeof v === "number" && v > 0 ? { intervalSeconds: v } : {};
+}
+
+/** Keeps the kernel in line with the remote leases; see the module comment. */
+export class PeerReconciler {
+  #leases = new Map<string, Lease>();
+  #applied = new Map<string, PeerEntries>();
+  #ignored: OnceLogger;
+  #counts: Record<string, number> = {
+    repairs: 0,
+    reconciles: 0,
+    stale_removed: 0,
+    errors: 0,
+    ignored_leases: 0,
+  };
+  #interval: number;
+  #debounceMs: number;
+  #watchEvents: boolean;
+  #timer?: ReturnType<typeof setInterval>;
+  #debounce?: ReturnType<typeof setTimeout>;
+  #events: NetlinkSocket | null = null;
+  #running = false;
+  #snapshotSeen = false;
+  #ticks = 0;
+  #cleanupDone = false;
+
+  constructor(
+    private readonly nl: NetlinkSocket,
+    private readonly dp: PeerDataPath,
+    private readonly log: Logger,
+    opts: ReconcileOptions = {},
+  ) {
+    this.#ignored = new OnceLogger(log);
+    this.#interval = opts.intervalSeconds ?? 10;
+    this.#debounceMs = opts.debounceMs ?? 100;
+    this.#watchEvents = opts.watch ?? true;
+  }
+
+  /** Starts the periodic check and the netlink watch. Stale cleanup is armed again. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#cleanupDone = false;
+    this.#ticks = 0;
+    this.#timer = setInterval(() => {
+      this.#ticks++;
+      this.reconcile("periodic");
+    }, this.#interval * 1000);
+    if (!this.#watchEvents) return;
+    try {
+      const sock = NetlinkSocket.open();
+      sock.subscribe([RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH]);
+      this.#events = sock;
+      this.#watch(sock);
+    } catch (e) {
+      this.log.warn("cannot watch netlink notifications; repairs only every interval", {
+        interval: this.#interval,
+        error: e,
+      });
+    }
+  }
+
+  /** Stops checking; kernel state stays as it is. */
+  stop(): void {
+    this.#running = false;
+    clearInterval(this.#timer);
+    clearTimeout(this.#debounce);
+    this.#debounce = undefined;
+    this.#events?.close();
+    this.#events = null;
+  }
+
+  async #watch(sock: NetlinkSocket): Promise<void> {
+    try {
+      for await (const m of sock.events()) {
+        if (this.#relevant(m)) this.#schedule("netlink");
+      }
+    } catch (e) {
+      if (this.#running) this.log.warn("netlink watch ended", { error: e });
+    }
+  }
+
+  /** Whether a notification may concern our entries (our own writes echo back too; harmless). */
+  #relevant(m: NlMessage): boolean {
+    const own = this.dp.ownership();
+    try {
+      switch (m.type) {
+        case NLMSG_OVERRUN:
+          return true;
+        case RTM_NEWLINK:
+        case RTM_DELLINK: {
+          const l = decodeLink(m);
+          return l.name === this.dp.deviceName || own.routeDevs.includes(l.index);
+        }
+        case RTM_NEWROUTE:
+        case RTM_DELROUTE: {
+          const r = decodeRoute(m);
+          return r.dst.prefix >= own.network.prefix && contains4(own.network, r.dst.ip);
+        }
+        case RTM_NEWNEIGH:
+        case RTM_DELNEIGH:
+          // ndmsg: family u8, pad 3, ifindex i32.
+          return own.entryDevs.includes(
+            new DataView(m.payload.buffer, m.payload.byteOffset).getInt32(4, true),
+          );
+      }
+    } catch {
+      return true;
+    }
+    return false;
+  }
+
+  #schedule(reason: string): void {
+    if (!this.#running || this.#debounce !== undefined) return;
+    this.#debounce = setTimeout(() => {
+      this.#debounce = undefined;
+      this.reconcile(reason);
+    }, this.#debounceMs);
+  }
+
+  /** Applies remote lease events (idempotent). */
+  handle(events: LeaseEvent[]): void {
+    for (const ev of events) {
+      const key = subnetKey(ev.lease.subnet);
+      if (ev.type === "removed") this.#forget(key, ev.lease);
+      else this.#add(key, ev.lease);
+    }
+    this.#snapshotSeen = true;
+    this.#schedule("lease events");
+  }
+
+  #add(key: string, lease: Lease): void {
+    const type = lease.attrs.backendType ?? "";
+    if (type !== this.dp.leaseType) {
+      this.#counts.ignored_leases++;
+      this.#ignored.warn(key, "ignoring lease of another backend type", {
+        subnet: describeLease(lease),
+        backend: type || "(none)",
+        want: this.dp.leaseType,
+      });
+      if (this.#leases.has(key)) this.#forget(key, lease);
+      return;
+    }
+    this.#ignored.clear(key);
+    const entries = this.dp.entriesFor(this.nl, lease);
+    const prev = this.#applied.get(key);
+    if (!entries) {
+      if (this.#leases.has(key)) this.#forget(key, lease);
+      return;
+    }
+    this.#leases.set(key, lease);
+    try {
+      if (prev) removeSuperseded(this.nl, prev, entries);
+      this.#applied.set(key, entries);
+      installEntries(this.nl, entries);
+      this.log.info("peer added", {
+        subnet: describeLease(lease),
+        route: formatRoute(entries.route),
+      });
+    } catch (e) {
+      this.#counts.errors++;
+      this.log.error("failed to program peer; will retry on the next reconcile", {
+        subnet: describeLease(lease),
+        error: e,
+      });
+    }
+  }
+
+  #forget(key: string, lease: Lease): void {
+    this.#leases.delete(key);
+    this.#ignored.clear(key);
+    const prev = this.#applied.get(key);
+    this.#applied.delete(key);
+    if (!prev) return;
+    try {
+      removeEntries(this.nl, prev);
+      this.log.info("peer removed", { subnet: describeLease(lease) });
+    } catch (e) {
+      this.#counts.errors++;
+      this.log.error("failed to remove peer entries", { subnet: describeLease(lease), error: e });
+    }
+  }
+
+  /** Compares the kernel with the desired state and repairs it; returns the number of changes. */
+  reconcile(reason: string): number {
+    if (!this.#running) return 0;
+    this.#counts.reconciles++;
+    let changes = 0;
+    try {
+      for (const r of this.dp.ensureLocal(this.nl)) {
+        this.#count(r.kind);
+        changes++;
+        this.log.warn(`repaired: ${r.what}`, { trigger: reason });
+      }
+      const desired: PeerEntries[] = [];
+      for (const [key, lease] of this.#leases) {
+        const e = this.dp.entriesFor(this.nl, lease);
+        if (!e) continue;
+        const prev = this.#applied.get(key);
+        if (prev) removeSuperseded(this.nl, prev, e);
+        this.#applied.set(key, e);
+        desired.push(e);
+      }
+      const own = this.dp.ownership();
+      const view: KernelView = {
+        routes: routeList(this.nl),
+        neighs: neighList(this.nl).filter((n) => own.entryDevs.includes(n.index)),
+        fdbs: fdbList(this.nl).filter((f) => own.entryDevs.includes(f.index)),
+      };
+      // Without a snapshot after a full period the watcher found no leases at all.
+      const cleanup = !this.#cleanupDone && (this.#snapshotSeen || this.#ticks > 0);
+      const plan = planRepairs(desired, view, own, cleanup);
+      changes += planSize(plan);
+      this.#applyPlan(plan, reason);
+      if (cleanup) {
+        this.#cleanupDone = true;
+        this.log.info("startup cleanup done", {
+          stale: plan.staleRoutes.length + plan.staleNeighs.length + plan.staleFdbs.length,
+          peers: desired.length,
+        });
+      }
+    } catch (e) {
+      this.#counts.errors++;
+      this.log.error("reconcile failed; retrying later", { trigger: reason, error: e });
+    }
+    return changes;
+  }
+
+  #applyPlan(plan: ReturnType<typeof planRepairs>, reason: string): void {
+    const step = (kind: string, what: string, fn: () => void) => {
+      try {
+        fn();
+        if (kind === "stale") this.#counts.stale_removed++;
+        else this.#count(kind);
+        this.log.warn(`${kind === "stale" ? "removed stale" : "repaired"}: ${what}`, {
+          trigger: reason,
+        });
+      } catch (e) {
+        this.#counts.errors++;
+        this.log.error(`repair failed: ${what}`, { error: e });
+      }
+    };
+    const nl = this.nl;
+    for (const n of plan.staleNeighs) {
+      step(
+        "stale",
+        `neighbour ${describeNeigh(n)}`,
+        () => removeNeigh(nl, { dev: n.index, ip: n.ip, mac: n.mac! }),
+      );
+    }
+    for (const f of plan.staleFdbs) {
+      step(
+        "stale",
+        `fdb ${describeFdb(f)}`,
+        () => removeFdb(nl, { dev: f.index, mac: f.mac, dst: f.dst! }),
+      );
+    }
+    for (const r of plan.staleRoutes) {
+      step("stale", `route ${formatRoute(r)}`, () => deleteQuietly(() => routeDel(nl, r)));
+    }
+    for (const n of plan.neighs) {
+      step(
+        "neigh",
+        `neighbour ${describeNeigh(n)}`,
+        () => neighReplace(nl, { index: n.dev, ip: n.ip, mac: n.mac }),
+      );
+    }
+    for (const f of plan.fdbs) {
+      step(
+        "fdb",
+        `fdb ${describeFdb(f)}`,
+        () => fdbReplace(nl, { index: f.dev, mac: f.mac, dst: f.dst }),
+      );
+    }
+    for (const r of plan.routes) {
+      step("route", `route ${formatRoute(r)}`, () => routeReplace(nl, r));
+    }
+  }
+
+  #count(kind: string): void {
+    this.#counts.repairs++;
+    const k = `repairs_${kind}`;
+    this.#counts[k] = (this.#counts[k] ?? 0) + 1;
+  }
+
+  /** Repair and peer counters. */
+  stats(): Record<string, number> {
+    return { ...this.#counts, peers: this.#applied.size };
+  }
+}

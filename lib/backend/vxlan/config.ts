@@ -1,0 +1,74 @@
+/**
+ * The vxlan backend's options from the config's `Backend` object (FLANNEL.md §10), keys
+ * case-insensitive as Go's JSON decoding, and the VTEP MAC of remote leases. Pure.
+ * @module
+ */
+
+import { ConfigError, optBool, optUint } from "../../config.ts";
+import { field } from "../../lease.ts";
+import { parseMAC } from "../../mac.ts";
+
+/** VXLAN header (8) + UDP (8) + outer IPv4 (20) + inner Ethernet (14). */
+export const VXLAN_OVERHEAD = 50;
+/** The largest 24-bit VNI. */
+const MAX_VNI = 0xffffff;
+
+/** Parsed vxlan options. */
+export interface VxlanConfig {
+  /** VXLAN network identifier (default 1). */
+  vni: number;
+  /** UDP destination port; 0 = kernel default (8472). */
+  port: number;
+  /** Underlay MTU to derive the device MTU from; 0 = the external interface's. */
+  mtu: number;
+  gbp: boolean;
+  learning: boolean;
+  directRouting: boolean;
+  /**
+   * Turn TX checksum offload off on the device (ours, default on): the known cause of
+   * "bad checksum" drops of vxlan traffic on some kernels and NICs.
+   */
+  disableTxChecksum: boolean;
+}
+
+/**
+ * Parses the Backend object; `options` (from the command line) may override the checksum
+ * workaround with `disableTxChecksumOffload`.
+ */
+export function parseVxlanConfig(
+  backend: Record<string, unknown>,
+  options: Record<string, unknown> = {},
+): VxlanConfig {
+  const vni = optUint(backend, "VNI") || 1;
+  if (vni > MAX_VNI) {
+    throw new ConfigError("Backend.VNI", `Backend.VNI must be at most ${MAX_VNI}, got ${vni}`);
+  }
+  const port = optUint(backend, "Port");
+  if (port > 65535) {
+    throw new ConfigError("Backend.Port", `Backend.Port must be at most 65535, got ${port}`);
+  }
+  const fromFlag = options.disableTxChecksumOffload;
+  return {
+    vni,
+    port,
+    mtu: optUint(backend, "MTU"),
+    gbp: optBool(backend, "GBP", false),
+    learning: optBool(backend, "Learning", false),
+    directRouting: optBool(backend, "DirectRouting", false),
+    disableTxChecksum: typeof fromFlag === "boolean"
+      ? fromFlag
+      : optBool(backend, "DisableTxChecksumOffload", true),
+  };
+}
+
+/** Device name for a VNI. */
+export function vxlanDeviceName(vni: number): string {
+  return `flannel.${vni}`;
+}
+
+/** The VTEP MAC of a vxlan lease's BackendData, or null when absent or malformed. */
+export function leaseVtepMAC(backendData: unknown): Uint8Array | null {
+  if (typeof backendData !== "object" || backendData === null) return null;
+  const mac = field(backendData as Record<string, unknown>, "VtepMAC");
+  return typeof mac === "string" ? parseMAC(mac) : null;
+}
