@@ -6,7 +6,9 @@
 
 import { FlagError, type FlagValues, parseFlags, usage } from "./lib/flags.ts";
 import { createEtcdClient, parseEndpoints } from "./lib/etcd/client.ts";
-import { runDaemon } from "./lib/daemon.ts";
+import { type DaemonState, runDaemon } from "./lib/daemon.ts";
+import { startHealth } from "./lib/health/start.ts";
+import { sdNotify } from "./lib/health/sd_notify.ts";
 import { selectExternalInterface } from "./lib/iface.ts";
 import { logger, setVerbosity } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
@@ -47,16 +49,17 @@ async function main(): Promise<number> {
   } catch (e) {
     fail((e as Error).message);
   }
+  const etcdOptions = {
+    endpoints,
+    keyFile: f["etcd-keyfile"] as string,
+    certFile: f["etcd-certfile"] as string,
+    caFile: f["etcd-cafile"] as string,
+    username: f["etcd-username"] as string,
+    password: f["etcd-password"] as string,
+  };
   let client;
   try {
-    client = createEtcdClient({
-      endpoints,
-      keyFile: f["etcd-keyfile"] as string,
-      certFile: f["etcd-certfile"] as string,
-      caFile: f["etcd-cafile"] as string,
-      username: f["etcd-username"] as string,
-      password: f["etcd-password"] as string,
-    });
+    client = createEtcdClient(etcdOptions);
   } catch (e) {
     fail((e as Error).message, 1);
   }
@@ -65,10 +68,20 @@ async function main(): Promise<number> {
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(sig, () => {
       log.info(`received ${sig}`);
+      sdNotify("STOPPING=1");
       abort.abort();
     });
   }
   log.info("starting flanneld", { version: VERSION, endpoints: endpoints.join(","), prefix: f["etcd-prefix"] });
+  const state: DaemonState = { subnetEnvWritten: false };
+  const health = startHealth({
+    // Own connection: probe timeouts must not trip the daemon client's circuit breaker.
+    probeClient: () => createEtcdClient({ ...etcdOptions, callTimeoutMs: 2000 }),
+    prefix: f["etcd-prefix"] as string,
+    hostname: f["healthz-ip"] as string,
+    port: f["healthz-port"] as number,
+    state,
+  });
   const code = await runDaemon({
     client,
     prefix: f["etcd-prefix"] as string,
@@ -87,7 +100,14 @@ async function main(): Promise<number> {
         enableIPv6: cfg.enableIPv6,
       }),
     backendOptions: { reconcileIntervalSeconds: f["reconcile-interval"] },
-  }, abort.signal);
+    rules: {
+      ipMasq: f["ip-masq"] as boolean,
+      forwardRules: f["iptables-forward-rules"] as boolean,
+      fullyRandomDisable: f["ip-masq-fully-random-disable"] as boolean,
+      resyncSeconds: f["iptables-resync"] as number,
+    },
+  }, abort.signal, state);
+  await health.stop();
   client.close();
   return code;
 }

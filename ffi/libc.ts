@@ -228,6 +228,24 @@ export function parseSockaddrIn(b: Uint8Array): { ip: number; port: number } {
   return { port: v.getUint16(2, false), ip: v.getUint32(4, false) };
 }
 
+/**
+ * `sockaddr_un` for a unix socket path; a leading `@` names an abstract socket (the `@`
+ * becomes the NUL byte, as systemd's `$NOTIFY_SOCKET` convention has it). The result is
+ * cut to the used length because abstract names are not NUL-terminated.
+ */
+export function sockaddrUn(path: string): Uint8Array<ArrayBuffer> {
+  const name = enc.encode(path);
+  if (name.length === 0 || name.length > 107) throw new Error(`unix socket path too long or empty: ${path}`);
+  const b = new Uint8Array(2 + name.length + 1);
+  new DataView(b.buffer).setUint16(0, AF_UNIX, true);
+  b.set(name, 2);
+  if (path.startsWith("@")) {
+    b[2] = 0;
+    return b.subarray(0, 2 + name.length) as Uint8Array<ArrayBuffer>;
+  }
+  return b;
+}
+
 /** Address of an ArrayBuffer-backed view, as a bigint, for building kernel structs (iovec, msghdr). */
 export function addressOf(b: Uint8Array<ArrayBuffer>): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));

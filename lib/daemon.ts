@@ -13,10 +13,13 @@ import { backendFactory, backendTypes } from "./backend/registry.ts";
 import { describeLease, type Lease, type LeaseAttrs, type LeaseEvent } from "./lease.ts";
 import { formatIP4 } from "./ip.ts";
 import { logger } from "./log.ts";
+import { remoteLeaseProblem } from "./subnet/allocator.ts";
 import { LeaseManager, OutOfSubnetsError } from "./subnet/lease_manager.ts";
 import { SubnetRegistry } from "./subnet/registry.ts";
 import { LeaseWatcher, type WatcherOptions } from "./subnet/watcher.ts";
 import { readPreviousSubnets, writeSubnetEnv } from "./subnet_env.ts";
+import { leaseNets, TrafficRules, type TrafficRulesOptions } from "./iptables/manager.ts";
+import { sdNotify } from "./health/sd_notify.ts";
 
 const log = logger("flanneld");
 
@@ -35,6 +38,8 @@ export interface DaemonOptions {
   watcher?: WatcherOptions;
   /** Retry period for a missing or invalid config (upstream: 1 s). */
   configRetryMs?: number;
+  /** iptables/nftables rules (masquerade, forward); none are touched when absent. */
+  rules?: Omit<TrafficRulesOptions, "nftables">;
 }
 
 /** What a running daemon exposes to health, metrics and tests. */
@@ -45,6 +50,10 @@ export interface DaemonState {
   manager?: LeaseManager;
   watcher?: LeaseWatcher;
   subnetEnvWritten: boolean;
+  /** Traffic rules installed and complete at the last resync (true when none are managed). */
+  rulesInPlace?: boolean;
+  /** The rule keeper, for its restoration count. */
+  rules?: TrafficRules;
 }
 
 /** Sleeps unless aborted; resolves false when aborted. */
@@ -147,6 +156,14 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
   if (!lease) return 0;
   log.info("lease acquired", { subnet: describeLease(lease), publicIP: formatIP4(attrs.publicIP) });
   await backend.start(lease);
+  // Rules before subnet.env (FLANNEL.md §16 step 8), so that "ready" implies them.
+  state.rulesInPlace = !o.rules;
+  const rules = o.rules ? new TrafficRules({ ...o.rules, nftables: cfg.enableNFTables }) : null;
+  if (rules) {
+    state.rules = rules;
+    rules.onState = (ok) => state.rulesInPlace = ok;
+    await rules.start(leaseNets(cfg, lease), prev);
+  }
   const envFile = () =>
     writeSubnetEnv(o.subnetFile, {
       network: cfg.enableIPv4 ? cfg.network : undefined,
@@ -170,6 +187,7 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
     });
   };
   watcher.onEvents = deliver;
+  watcher.validate = (l) => remoteLeaseProblem(cfg, l);
   watcher.onOwn = (ev) => manager.handleOwn(ev);
   watcher.setOwn(lease.subnet);
   watcher.setOwnPublicIP(attrs.publicIP);
@@ -178,6 +196,7 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
       await queue;
       await backend.stop();
       await backend.start(now);
+      await rules?.update(leaseNets(cfg, now));
       await envFile();
       watcher.setOwn(now.subnet);
       await watcher.resync();
@@ -187,6 +206,7 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
   await watcher.start();
   manager.startRenewal();
   log.info("running", { subnet: describeLease(lease), backend: cfg.backendType });
+  sdNotify("READY=1"); // subnet.env is written and the watch runs (FLANNEL.md §16 step 11)
 
   await new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();
@@ -195,6 +215,7 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
   log.info("shutting down; lease and kernel state are kept", { subnet: describeLease(manager.lease ?? lease) });
   watcher.stop();
   manager.stop();
+  await rules?.stop(); // the rules themselves stay, as upstream's
   await queue;
   await backend.stop();
   return 0;

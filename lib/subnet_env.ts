@@ -52,6 +52,10 @@ export function parseDotenv(text: string): Map<string, string> {
 export interface PreviousSubnets {
   subnet?: IP4Net;
   ipv6Subnet?: IP6Net;
+  /** `FLANNEL_NETWORK`: with `subnet`, names the masquerade rules a previous run left. */
+  network?: IP4Net;
+  /** `FLANNEL_IPV6_NETWORK`, likewise. */
+  ipv6Network?: IP6Net;
 }
 
 /**
@@ -72,6 +76,10 @@ export function previousSubnets(text: string): PreviousSubnets {
     const n = parseCIDR6(v6);
     if (n) out.ipv6Subnet = n;
   }
+  const net4 = parseCIDR4(env.get("FLANNEL_NETWORK") ?? "");
+  if (net4) out.network = net4;
+  const net6 = parseCIDR6(env.get("FLANNEL_IPV6_NETWORK") ?? "");
+  if (net6) out.ipv6Network = net6;
   return out;
 }
 

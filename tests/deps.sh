@@ -10,8 +10,11 @@ command -v bridge >/dev/null 2>&1 || need="$need iproute2"
 command -v iperf3 >/dev/null 2>&1 || need="$need iperf3"
 command -v tcpdump >/dev/null 2>&1 || need="$need tcpdump"
 command -v iptables >/dev/null 2>&1 || need="$need iptables"
+command -v nft >/dev/null 2>&1 || need="$need nftables"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
 command -v dash >/dev/null 2>&1 || need="$need dash"
+command -v curl >/dev/null 2>&1 || need="$need curl"
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
 if [ -n "$need" ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing Debian packages:$need (run as root, or install them)" >&2

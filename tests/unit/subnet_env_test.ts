@@ -143,7 +143,8 @@ Deno.test("readPreviousSubnets: missing file, usable file, unusable file", async
     assert.deepEqual(await readPreviousSubnets(`${dir}/absent.env`), { prev: {} });
     await writeSubnetEnv(`${dir}/ok.env`, DUAL);
     const ok = await readPreviousSubnets(`${dir}/ok.env`);
-    assert.deepEqual(ok, { prev: { subnet: DUAL.subnet, ipv6Subnet: DUAL.ipv6Subnet } });
+    const { subnet, ipv6Subnet, network, ipv6Network } = DUAL;
+    assert.deepEqual(ok, { prev: { subnet, ipv6Subnet, network, ipv6Network } });
     await Deno.writeTextFile(`${dir}/bad.env`, "FLANNEL_SUBNET=a,b\n");
     const bad = await readPreviousSubnets(`${dir}/bad.env`);
     assert.deepEqual(bad.prev, {});
