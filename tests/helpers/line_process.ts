@@ -56,17 +56,23 @@ export class LineProcess {
   }
 
   /** Waits for the next stdout line starting with `prefix`; throws after `timeoutMs`. */
-  async waitLine(prefix: string, timeoutMs = 20_000): Promise<string> {
+  waitLine(prefix: string, timeoutMs = 20_000): Promise<string> {
+    return this.waitFor((l) => l.startsWith(prefix), `"${prefix}" line`, timeoutMs);
+  }
+
+  /**
+   * Waits for the next stdout line matching `match` (dropping the lines before it); throws,
+   * naming `what`, when the process exits or `timeoutMs` passes first.
+   */
+  async waitFor(match: (line: string) => boolean, what: string, timeoutMs = 20_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const i = this.#lines.findIndex((l) => l.startsWith(prefix));
+      const i = this.#lines.findIndex(match);
       if (i >= 0) return this.#lines.splice(0, i + 1)[i];
       const left = deadline - Date.now();
       if (this.#closed || left <= 0) {
         throw new Error(
-          `${this.label}: no "${prefix}" line (${
-            this.#closed ? "exited" : "timeout"
-          }); stderr:\n${this.#stderr}`,
+          `${this.label}: no ${what} (${this.#closed ? "exited" : "timeout"}); stderr:\n${this.#stderr}`,
         );
       }
       await new Promise<void>((r) => {
@@ -77,6 +83,11 @@ export class LineProcess {
         };
       });
     }
+  }
+
+  /** Removes and returns every stdout line received so far. */
+  takeLines(): string[] {
+    return this.#lines.splice(0);
   }
 
   /** Signals the process (if still running; default SIGKILL) and waits for it. */
