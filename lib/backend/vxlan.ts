@@ -86,7 +86,10 @@ export class VxlanBackend extends PeerBackend {
 
   constructor(private readonly ctx: BackendContext) {
     super(log, ctx.options);
-    this.config = parseVxlanConfig(ctx.network.backend, ctx.options);
+    this.config = parseVxlanConfig(ctx.network.backend, ctx.options, {
+      kernelRelease: Deno.osRelease(),
+      behindNAT: ctx.ext.extAddr !== ctx.ext.ifaceAddr,
+    });
     if (!ctx.network.network) throw new Error("vxlan: IPv6-only networks are not supported");
     this.#network = ctx.network.network;
     this.mtu = (this.config.mtu || ctx.ext.mtu) - VXLAN_OVERHEAD;
@@ -129,7 +132,7 @@ export class VxlanBackend extends PeerBackend {
     if (!this.config.disableTxChecksum) return;
     try {
       setTxChecksum(link.name, false);
-      log.info(`turned TX checksum offload off on ${link.name} (avoids "bad checksum" drops)`);
+      log.info(`turned TX checksum offload off on ${link.name} (avoids "bad checksum" drops on kernels < 5.7 and behind NAT)`);
     } catch (e) {
       log.warn(`cannot turn TX checksum offload off on ${link.name}`, { error: e });
     }

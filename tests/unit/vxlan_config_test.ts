@@ -4,7 +4,7 @@ import {
   throws as assertThrows,
 } from "node:assert/strict";
 import type { Link } from "../../ffi/netlink/mod.ts";
-import { leaseVtepMAC, parseVxlanConfig } from "../../lib/backend/vxlan/config.ts";
+import { leaseVtepMAC, needsChecksumWorkaround, parseVxlanConfig } from "../../lib/backend/vxlan/config.ts";
 import { incompatibility, randomMAC } from "../../lib/backend/vxlan/device.ts";
 import { ConfigError } from "../../lib/config.ts";
 import { formatMAC } from "../../lib/mac.ts";
@@ -126,4 +126,21 @@ Deno.test("incompatibility: underlay, local and port only when both are set", ()
   assert(incompatibility(vxlanLink({ port: 4789 }), { ...want, port: 8472 }));
   // Learning is not compared (upstream does not either).
   assertEquals(incompatibility(vxlanLink({ learning: true }), want), null);
+});
+
+Deno.test("vxlan: checksum workaround by default only below 5.7 or behind NAT", () => {
+  const cases: [string, boolean, boolean][] = [
+    ["4.19.0-25-amd64", false, true],
+    ["5.6.19", false, true],
+    ["5.7.0", false, false],
+    ["6.18.44-fc-v595", false, false],
+    ["6.18.44-fc-v595", true, true],
+    ["garbage", false, true],
+  ];
+  for (const [kernelRelease, behindNAT, want] of cases) {
+    assertEquals(needsChecksumWorkaround({ kernelRelease, behindNAT }), want, `${kernelRelease} nat=${behindNAT}`);
+    assertEquals(parseVxlanConfig({}, {}, { kernelRelease, behindNAT }).disableTxChecksum, want);
+  }
+  // An explicit setting always wins.
+  assertEquals(parseVxlanConfig({ DisableTxChecksumOffload: true }, {}, { kernelRelease: "6.1", behindNAT: false }).disableTxChecksum, true);
 });

@@ -25,10 +25,34 @@ export interface VxlanConfig {
   learning: boolean;
   directRouting: boolean;
   /**
-   * Turn TX checksum offload off on the device (ours, default on): the known cause of
-   * "bad checksum" drops of vxlan traffic on some kernels and NICs.
+   * Turn TX checksum offload off on the device (ours): the known cause of "bad checksum"
+   * drops of vxlan traffic. Default: only where it is needed (see {@link needsChecksumWorkaround}).
    */
   disableTxChecksum: boolean;
+}
+
+/** What the checksum default depends on. */
+export interface ChecksumContext {
+  /** `uname -r`, e.g. `6.18.44-fc`. */
+  kernelRelease: string;
+  /** Public IP differs from the interface address (NAT between the hosts). */
+  behindNAT: boolean;
+}
+
+/**
+ * Whether the device needs TX checksum offload off: kernels before 5.7 corrupt the outer
+ * UDP checksum of VXLAN packets that iptables NAT touches (fixed by "netfilter: nat: never
+ * update the UDP checksum when it's 0"; flannel#1279, Calico disables offload below 5.7 for
+ * the same reason), and behind NAT the checksum is corrupted on any kernel (flannel#1929,
+ * #2152). Elsewhere the offload is kept: turning it off costs ~4× single-stream throughput.
+ * An unparseable release counts as old (safe side).
+ */
+export function needsChecksumWorkaround(c: ChecksumContext): boolean {
+  if (c.behindNAT) return true;
+  const m = /^(\d+)\.(\d+)/.exec(c.kernelRelease);
+  if (!m) return true;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major < 5 || (major === 5 && minor < 7);
 }
 
 /**
@@ -38,6 +62,7 @@ export interface VxlanConfig {
 export function parseVxlanConfig(
   backend: Record<string, unknown>,
   options: Record<string, unknown> = {},
+  checksum: ChecksumContext = { kernelRelease: "0.0", behindNAT: false },
 ): VxlanConfig {
   const vni = optUint(backend, "VNI") || 1;
   if (vni > MAX_VNI) {
@@ -57,7 +82,7 @@ export function parseVxlanConfig(
     directRouting: optBool(backend, "DirectRouting", false),
     disableTxChecksum: typeof fromFlag === "boolean"
       ? fromFlag
-      : optBool(backend, "DisableTxChecksumOffload", true),
+      : optBool(backend, "DisableTxChecksumOffload", needsChecksumWorkaround(checksum)),
   };
 }
 

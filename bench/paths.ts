@@ -1,0 +1,129 @@
+/**
+ * The data paths the benchmark compares, each in a fresh two-host cluster with one container
+ * per host (so every row starts clean and tearing a row down is destroying its cluster):
+ * the two hand-built references and our backends, the latter only when the registry has them.
+ * @module
+ */
+
+import { backendFactory } from "../lib/backend/registry.ts";
+import { type BackendType, Cluster, type Container } from "../tests/helpers/cluster.ts";
+import { until } from "../tests/helpers/control.ts";
+import { buildKernelVxlan, buildRawUnderlay } from "./reference.ts";
+
+/** A path ready to measure: traffic goes from `client` to `server`. */
+export interface OpenPath {
+  cluster: Cluster;
+  client: Container;
+  server: Container & { ip: string };
+  /** Our daemons (one per host); empty for the references. */
+  daemonPids: number[];
+  /** TUN devices whose TX drops are counted, by host namespace. */
+  tuns: { ns: string; dev: string }[];
+}
+
+/** One row of the data-path table. */
+export interface PathSpec {
+  /** Id used by `--only` and in the JSON. */
+  id: string;
+  label: string;
+  /** Hand-built kernel path (a baseline) rather than one of our backends. */
+  reference: boolean;
+  /** Why the path cannot be measured here, or null when it can. */
+  unavailable(): string | null;
+  /** Builds the cluster and the path and waits until the server answers pings. */
+  open(): Promise<OpenPath>;
+}
+
+/** Waits (bounded) until `server` answers a ping from `client`. */
+async function reachable(c: Cluster, client: Container, server: string): Promise<void> {
+  await until(
+    `${client.name} → ${server} to answer`,
+    async () => (await c.ping(client.ns, server, { count: 1, timeout: 1 })).ok,
+    20_000,
+    200,
+  );
+}
+
+/** Builds `cluster`'s path with `build` (if any) and waits for h0c0 → h1c0; destroys it on failure. */
+async function ready(
+  cluster: Cluster,
+  build: ((c: Cluster) => Promise<void>) | null,
+  tunDev: string | null,
+): Promise<OpenPath> {
+  try {
+    if (build) await build(cluster);
+    const [client, server] = [cluster.hosts[0].containers[0], cluster.hosts[1].containers[0]];
+    if (server.ip === null) throw new Error(`${server.name} has no address`);
+    await reachable(cluster, client, server.ip);
+    return {
+      cluster,
+      client,
+      server: { ...server, ip: server.ip },
+      daemonPids: cluster.hosts.flatMap((h) => h.daemon.pid ?? []),
+      tuns: tunDev ? cluster.hosts.map((h) => ({ ns: h.ns, dev: tunDev })) : [],
+    };
+  } catch (e) {
+    await cluster.destroy();
+    throw e;
+  }
+}
+
+const TOPOLOGY = { hosts: 2, containersPerHost: 1 };
+
+/** A hand-built kernel path in a cluster without daemons. */
+function reference(id: string, label: string, build: (c: Cluster) => Promise<void>): PathSpec {
+  return {
+    id,
+    label,
+    reference: true,
+    unavailable: () => null,
+    open: async () =>
+      ready(
+        await Cluster.create({ ...TOPOLOGY, backend: "alloc", startDaemons: false }),
+        build,
+        null,
+      ),
+  };
+}
+
+/** Options of {@link ours}. */
+export interface OursOptions {
+  /** TUN device whose TX drops are counted. */
+  tunDev?: string | null;
+  /** Extra `Backend` config fields. */
+  extra?: Record<string, unknown>;
+  /** The daemon's command line without flags (default: this Deno on main.ts). */
+  daemonCommand?: readonly string[];
+}
+
+/** One of our backends, run by our daemon on both hosts. */
+export function ours(
+  id: string,
+  backend: BackendType,
+  label: string,
+  { tunDev = null, extra = {}, daemonCommand }: OursOptions = {},
+): PathSpec {
+  const config = { Backend: { Type: backend, ...extra } };
+  return {
+    id,
+    label,
+    reference: false,
+    unavailable: () => backendFactory(backend) ? null : "n/a (backend not available)",
+    open: async () =>
+      ready(await Cluster.create({ ...TOPOLOGY, backend, config, daemonCommand }), null, tunDev),
+  };
+}
+
+/** Every data path, references first. */
+export const PATHS: readonly PathSpec[] = [
+  reference("raw", "raw underlay (static routes)", buildRawUnderlay),
+  reference("kernel-vxlan", "kernel VXLAN (hand-built)", buildKernelVxlan),
+  ours("udp", "udp", "flanneld udp", { tunDev: "flannel0" }),
+  ours("vxlan", "vxlan", "flanneld vxlan"),
+  // The vxlan backend turns TX checksum offload off only where needed (kernel < 5.7 or
+  // behind NAT); this row forces that workaround to show what it costs.
+  ours("vxlan-nocsum", "vxlan", "flanneld vxlan, TX csum offload forced off", {
+    extra: { DisableTxChecksumOffload: true },
+  }),
+  ours("host-gw", "host-gw", "flanneld host-gw"),
+];
