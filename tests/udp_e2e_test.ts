@@ -4,6 +4,7 @@
  * garbage datagrams to port 8285, a host joining later, and a host whose lease goes away.
  */
 
+import { startTcpdump } from "./helpers/tcpdump.ts";
 import {
   deepStrictEqual as assertEquals,
   match as assertMatch,
@@ -46,19 +47,10 @@ async function pingAmong(containers: Container[], label: string): Promise<PingPa
   return pairs;
 }
 
-/** Starts tcpdump on `dev` in `ns` (stdout line-buffered) and waits until it captures. */
+/** tcpdump in `ns`, killed with the other processes at the end. */
 async function tcpdump(ns: string, dev: string, args: string): Promise<LineProcess> {
-  const p = new LineProcess(`tcpdump ${dev}`, "ip", [
-    "netns",
-    "exec",
-    ns,
-    "sh",
-    "-c",
-    `exec tcpdump -i ${dev} -n -l --immediate-mode ${args} 2>&1`,
-  ]);
+  const p = await startTcpdump(ns, dev, args);
   procs.push(p);
-  // tcpdump says "tcpdump: listening on …" when writing a file, "listening on …" otherwise.
-  await p.waitLine(/-w /.test(args) ? "tcpdump: listening" : "listening on", 10_000);
   return p;
 }
 
