@@ -9,28 +9,18 @@
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
+import { healthGet, scrapeMetrics } from "./helpers/health_http.ts";
 import { nsExec } from "./helpers/netns.ts";
 import { NotifySocket } from "./helpers/notify_socket.ts";
 import { injectUdp } from "./helpers/packets.ts";
-import { metricValue, type ParsedFamily, parsePrometheus } from "./helpers/prometheus.ts";
+import { metricValue, type ParsedFamily } from "./helpers/prometheus.ts";
 import { DEFAULT_UDP_PORT } from "../lib/backend/udp/backend.ts";
 
 const isRoot = Deno.uid() === 0;
 const HEALTH_PORT = 9180;
 
-/** GET `path` from the host's health server (inside its namespace). */
-async function get(h: Host, path: string): Promise<{ status: number; body: string }> {
-  const r = await nsExec(h.ns, "curl", ["-sS", "-m", "3", "-w", "\n%{http_code}", `http://127.0.0.1:${HEALTH_PORT}${path}`], { timeoutMs: 5000 });
-  if (r.code !== 0) return { status: 0, body: r.stderr };
-  const i = r.stdout.lastIndexOf("\n");
-  return { status: Number(r.stdout.slice(i + 1)), body: r.stdout.slice(0, i) };
-}
-
-async function metrics(h: Host): Promise<Map<string, ParsedFamily>> {
-  const r = await get(h, "/metrics");
-  assertEquals(r.status, 200, r.body);
-  return parsePrometheus(r.body);
-}
+const get = (h: Host, path: string) => healthGet(h, HEALTH_PORT, path);
+const metrics = (h: Host): Promise<Map<string, ParsedFamily>> => scrapeMetrics(h, HEALTH_PORT);
 
 /** Polls /readyz every 250 ms until its status is `want`; returns seconds taken and the last body. */
 async function readyzUntil(h: Host, want: number, limitS: number, also = (_b: string) => true): Promise<{ s: number; body: string }> {

@@ -153,6 +153,21 @@ Deno.test("subnet leases on a real etcd", async (t) => {
     m.stop();
   });
 
+  await t.step("a late delete event for a key we already re-created is ignored", async () => {
+    // A watch cut off from etcd delivers the expiry after the renewal path regained the key.
+    const { reg } = fresh();
+    const m = hostManager(reg, NET, "192.168.8.1");
+    const l = await m.acquire();
+    let changed = 0;
+    m.onChange = () => void changed++;
+    m.handleOwn({ type: "delete" });
+    await until("the event handled", async () => (await reg.getLease(l.subnet)) !== null);
+    await new Promise((r) => setTimeout(r, 200));
+    assertEquals([changed, m.stats.losses, m.stats.subnetChanges], [0, 0, 0]);
+    assertEquals(formatNet4(m.lease!.subnet), formatNet4(l.subnet));
+    m.stop();
+  });
+
   await t.step("renewal re-puts before expiry and never clobbers a key someone else took", async () => {
     const { prefix, reg } = fresh();
     // TTL 10 s: the margin is capped at half the TTL, so renewal comes after ~5 s.

@@ -7,29 +7,15 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { TcpProxy } from "./helpers/tcp_proxy.ts";
-import { registryFor, until } from "./helpers/control.ts";
+import { recorder, registryFor, until } from "./helpers/control.ts";
 import { createEtcdClient } from "../lib/etcd/client.ts";
-import { formatNet4, parseCIDR4 } from "../lib/ip.ts";
-import type { LeaseEvent } from "../lib/lease.ts";
+import { parseCIDR4 } from "../lib/ip.ts";
 import { SubnetRegistry } from "../lib/subnet/registry.ts";
-import { LeaseWatcher, type WatcherOptions } from "../lib/subnet/watcher.ts";
 import { remoteLeaseProblem } from "../lib/subnet/allocator.ts";
 import { parseNetworkConfig } from "../lib/config.ts";
 
 const P = "/coreos.com/network/subnets";
 const val = (ip: string) => `{"PublicIP":"${ip}","PublicIPv6":null}`;
-
-/** A watcher that records events as `added:10.5.1.0/24` strings. */
-function recorder(registry: SubnetRegistry, opts: WatcherOptions = {}) {
-  const w = new LeaseWatcher(registry, { backoffMinMs: 50, backoffMaxMs: 1000, ...opts });
-  const seen: string[] = [];
-  const events: LeaseEvent[] = [];
-  w.onEvents = (evs) => {
-    events.push(...evs);
-    seen.push(...evs.map((e) => `${e.type}:${formatNet4(e.lease.subnet)}`));
-  };
-  return { w, seen, events };
-}
 
 Deno.test("watch: another host's add and remove, own subnet excluded, bad values skipped", async () => {
   await using etcd = await EtcdServer.start();

@@ -8,6 +8,7 @@
 
 import { Etcd3, type IOptions } from "etcd3";
 import { Buffer } from "node:buffer";
+import { isIP } from "node:net";
 import { logger } from "../log.ts";
 
 const log = logger("etcd");
@@ -71,5 +72,38 @@ export function createEtcdClient(o: EtcdClientOptions): Etcd3 {
     log.warn("both --etcd-keyfile and --etcd-certfile are needed for TLS; connecting without client certificate");
   }
   if (o.username) opts.auth = { username: o.username, password: o.password ?? "" };
-  return new Etcd3(opts);
+  const client = new Etcd3(opts);
+  if (opts.credentials) allowIPServerNames(client);
+  return client;
+}
+
+/** The parts of npm:etcd3's pool and @grpc/grpc-js's credentials the TLS fix touches. */
+interface PoolInternals {
+  pool?: { hosts?: { channelCredentials?: SecureCredentials }[] };
+}
+interface SecureCredentials {
+  _createSecureConnector?: (...args: unknown[]) => { connectionOptions?: { servername?: string } };
+}
+
+/**
+ * grpc-js passes the endpoint's host to `tls.connect` as `servername`; Deno's node:tls
+ * refuses an IP there (Node only warns), so `https://10.0.0.1:2379` never connected.
+ * Dropping an IP servername lets node:tls use the host itself, which it verifies against
+ * the certificate's IP SANs; SNI is not sent for IPs anyway (RFC 6066).
+ * Patched on this client's credentials only (all hosts share one object).
+ */
+function allowIPServerNames(client: Etcd3): void {
+  const hosts = (client as unknown as PoolInternals).pool?.hosts ?? [];
+  const creds = hosts[0]?.channelCredentials;
+  const make = creds?._createSecureConnector;
+  if (!creds || !make) {
+    log.warn("cannot adapt TLS to IP endpoints: unexpected etcd3/grpc-js internals");
+    return;
+  }
+  creds._createSecureConnector = function (...args: unknown[]) {
+    const connector = make.apply(this, args);
+    const co = connector.connectionOptions;
+    if (co?.servername && isIP(co.servername)) delete co.servername;
+    return connector;
+  };
 }

@@ -77,6 +77,7 @@ export class LeaseManager {
   #renewTimer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #retryMs: number;
+  #failingSince = 0; // when etcd started failing renewal or recovery; 0 while it answers
   readonly #o: Required<Omit<LeaseManagerOptions, "previous">> & { previous: PreviousSubnets };
   readonly stats: LeaseStats = { renewals: 0, renewFailures: 0, losses: 0, regained: 0, subnetChanges: 0, acquireRetries: 0 };
   /** Called after the lease was regained or replaced by another subnet. */
@@ -90,7 +91,9 @@ export class LeaseManager {
       maxAttempts: opts.maxAttempts ?? 10,
       random: opts.random ?? Math.random,
       retryMinMs: opts.retryMinMs ?? 1000,
-      retryMaxMs: opts.retryMaxMs ?? 30000,
+      // As the watch: a small request every 5 s is nothing to etcd, and a host that lost its
+      // lease while cut off gets it back within seconds of the partition healing.
+      retryMaxMs: opts.retryMaxMs ?? 5000,
       registry: opts.registry,
       config: opts.config,
       attrs: opts.attrs,
@@ -215,26 +218,40 @@ export class LeaseManager {
         this.#lease = got;
         this.stats.renewals++;
         this.#retryMs = this.#o.retryMinMs;
+        this.#noteRecovered("renewed lease");
         log.info("renewed lease", { subnet: describeLease(got), expires: new Date(got.expiration!).toISOString() });
         this.#schedule();
         return;
       }
       // The key changed since our last write: find out what happened.
       const now = await this.#o.registry.getLease(cur.subnet, cur.ipv6Subnet);
-      if (now && now.attrs.publicIP === this.#o.attrs.publicIP) {
-        this.#lease = { ...cur, modRevision: now.modRevision, leaseId: now.leaseId };
+      if (this.#adoptIfOurs(cur, now)) {
         this.#schedule(0);
         return;
       }
+      this.stats.losses++;
       await this.#recover(now ? "taken" : "deleted");
       this.#schedule();
     } catch (e) {
       this.stats.renewFailures++;
       const wait = this.#retryMs;
       this.#retryMs = Math.min(this.#retryMs * 2, this.#o.retryMaxMs);
-      log.warn("lease renewal failed; retrying", { subnet: describeLease(cur), error: e, retryInMs: wait });
+      this.#noteFailure("lease renewal failed", { subnet: describeLease(cur), error: e, retryInMs: wait });
       this.#schedule(wait);
     }
+  }
+
+  /** One warning when etcd starts failing us, then quiet (-v=1) until it answers again. */
+  #noteFailure(what: string, fields: Record<string, unknown>): void {
+    if (this.#failingSince) return log.debug(1, what, fields);
+    this.#failingSince = Date.now();
+    log.warn(`${what}; retrying every ${this.#o.retryMaxMs / 1000} s at most, quietly until etcd answers`, fields);
+  }
+
+  #noteRecovered(what: string): void {
+    if (!this.#failingSince) return;
+    log.info(`etcd answers again: ${what}`, { afterMs: Date.now() - this.#failingSince });
+    this.#failingSince = 0;
   }
 
   /**
@@ -257,20 +274,39 @@ export class LeaseManager {
         await this.#recoverWithRetry("taken");
         return;
       }
-      if (ev.type === "delete") await this.#recoverWithRetry("deleted");
+      if (ev.type === "delete" && !await this.#stillOurs(cur)) await this.#recoverWithRetry("deleted");
     });
   }
 
+  /**
+   * Whether the key still holds our lease despite a delete event. A watch that was cut off
+   * delivers the expiry late, possibly after a renewal already re-created the key: acting
+   * on it would give up a subnet we hold. Unknown (etcd unreachable) counts as lost.
+   */
+  async #stillOurs(cur: Lease): Promise<boolean> {
+    return this.#adoptIfOurs(cur, await this.#o.registry.getLease(cur.subnet, cur.ipv6Subnet).catch(() => null));
+  }
+
+  /** Tracks `now` (the lease at our key) when it carries our addresses; says whether it did. */
+  #adoptIfOurs(cur: Lease, now: Lease | null): boolean {
+    const me = this.#o.attrs;
+    if (!now || now.attrs.publicIP !== me.publicIP || now.attrs.publicIPv6 !== me.publicIPv6) return false;
+    this.#lease = { ...cur, modRevision: now.modRevision, leaseId: now.leaseId };
+    return true;
+  }
+
   async #recoverWithRetry(why: "taken" | "deleted"): Promise<void> {
+    this.stats.losses++;
     let wait = this.#o.retryMinMs;
     for (;;) {
       if (this.#stopped) return;
       try {
         await this.#recover(why);
+        this.#noteRecovered("lease recovered");
         this.#schedule();
         return;
       } catch (e) {
-        log.warn("cannot recover lease yet; retrying", { error: e, retryInMs: wait });
+        this.#noteFailure("cannot recover lease yet", { error: e, retryInMs: wait });
         await new Promise((r) => setTimeout(r, wait));
         wait = Math.min(wait * 2, this.#o.retryMaxMs);
       }
@@ -279,7 +315,6 @@ export class LeaseManager {
 
   async #recover(why: "taken" | "deleted"): Promise<void> {
     const old = this.#lease!;
-    this.stats.losses++;
     if (why === "deleted") {
       const again = await this.#o.registry.create(old.subnet, old.ipv6Subnet, this.#o.attrs, this.#o.ttlSeconds);
       if (again) {
@@ -289,6 +324,9 @@ export class LeaseManager {
         await this.onChange(again, old, "regained");
         return;
       }
+      // Ours after all (a create whose answer was lost): keep it. Else someone else took it.
+      if (this.#adoptIfOurs(old, await this.#o.registry.getLease(old.subnet, old.ipv6Subnet))) return;
+      why = "taken";
     }
     const fresh = await this.#acquire({}, old);
     this.#lease = fresh;

@@ -52,8 +52,8 @@ export interface ClusterOptions {
   config?: Record<string, unknown>;
   /** Start our daemon on every host and wait for its subnet.env (default true). */
   startDaemons?: boolean;
-  /** Extra flanneld arguments for every host. */
-  daemonArgs?: string[];
+  /** Extra flanneld arguments, for every host or per host name (e.g. a short TTL on one). */
+  daemonArgs?: readonly string[] | ((host: string) => readonly string[]);
   /**
    * The daemon's command line without flags, for all hosts or per host name (e.g. an
    * upstream flanneld on one host for interop); default our main.ts.
@@ -226,11 +226,12 @@ export class Cluster {
     const ns = `${this.prefix}-${name}`;
     const dir = `${this.dir}/${name}`;
     const subnetFile = `${dir}/subnet.env`;
+    const extra = this.opts.daemonArgs ?? [];
     const args = [
       `--etcd-endpoints=${this.etcd.endpoint}`,
       `--subnet-file=${subnetFile}`,
       "--iface=eth0",
-      ...(this.opts.daemonArgs ?? []),
+      ...(typeof extra === "function" ? extra(name) : extra),
     ];
     const containers = Array.from({ length: this.opts.containersPerHost ?? 0 }, (_, j) => ({
       name: `${name}c${j}`,

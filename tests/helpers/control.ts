@@ -1,19 +1,22 @@
 /**
  * Control-plane test fixtures: an etcd client and registry against a test etcd, lease
- * managers for fake hosts, and a poll-until helper with a deadline.
+ * managers for fake hosts, a watcher that records its events, and a poll-until helper
+ * with a deadline.
  * @module
  */
 
 import type { Etcd3 } from "etcd3";
 import { createEtcdClient } from "../../lib/etcd/client.ts";
 import { parseNetworkConfig } from "../../lib/config.ts";
-import { parseIP4 } from "../../lib/ip.ts";
+import { formatNet4, parseIP4 } from "../../lib/ip.ts";
+import type { LeaseEvent } from "../../lib/lease.ts";
 import { LeaseManager, type LeaseManagerOptions } from "../../lib/subnet/lease_manager.ts";
 import { SubnetRegistry } from "../../lib/subnet/registry.ts";
+import { LeaseWatcher, type WatcherOptions } from "../../lib/subnet/watcher.ts";
 import type { EtcdServer } from "./etcd.ts";
 
 /** A client plus registry on the default prefix (or `prefix`). */
-export function registryFor(etcd: EtcdServer, prefix = "/coreos.com/network"): { client: Etcd3; registry: SubnetRegistry } {
+export function registryFor(etcd: Pick<EtcdServer, "endpoint">, prefix = "/coreos.com/network"): { client: Etcd3; registry: SubnetRegistry } {
   const client = createEtcdClient({ endpoints: [etcd.endpoint], callTimeoutMs: 3000 });
   return { client, registry: new SubnetRegistry(client, prefix) };
 }
@@ -49,4 +52,19 @@ export async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ""}`);
+}
+
+/**
+ * A watcher (fast backoff unless `opts` says otherwise) that records its remote events,
+ * in `seen` as `added:10.5.1.0/24` strings and in `events` as delivered.
+ */
+export function recorder(registry: SubnetRegistry, opts: WatcherOptions = {}): { w: LeaseWatcher; seen: string[]; events: LeaseEvent[] } {
+  const w = new LeaseWatcher(registry, { backoffMinMs: 50, backoffMaxMs: 1000, ...opts });
+  const seen: string[] = [];
+  const events: LeaseEvent[] = [];
+  w.onEvents = (evs) => {
+    events.push(...evs);
+    seen.push(...evs.map((e) => `${e.type}:${formatNet4(e.lease.subnet)}`));
+  };
+  return { w, seen, events };
 }

@@ -30,6 +30,8 @@ export interface EtcdOptions {
   initialCluster?: string;
   /** URL scheme for client URLs ("https" with TLS flags in extraArgs). */
   scheme?: "http" | "https";
+  /** Extra etcdctl flags for the health probe and {@link EtcdServer.ctl} (client cert, --user). */
+  ctlArgs?: string[];
 }
 
 /** A running (or stoppable/restartable) etcd process. */
@@ -118,7 +120,8 @@ export class EtcdServer {
     if (this.opts.netns || this.opts.scheme === "https") {
       const r = await new Deno.Command("sh", {
         args: ["-c", `${this.opts.netns ? `ip netns exec ${this.opts.netns} ` : ""}` +
-          `etcdctl --endpoints=${this.endpoint} ${this.opts.scheme === "https" ? "--insecure-skip-tls-verify" : ""} endpoint health`],
+          `etcdctl --endpoints=${this.endpoint} ${this.opts.scheme === "https" ? "--insecure-skip-tls-verify" : ""} ` +
+          `${(this.opts.ctlArgs ?? []).join(" ")} endpoint health`],
         stdout: "null", stderr: "null",
         env: { ETCDCTL_API: "3" },
       }).output();
@@ -155,9 +158,10 @@ export class EtcdServer {
   /** Runs etcdctl against this server; returns stdout. Throws with stderr on failure. */
   async ctl(...args: string[]): Promise<string> {
     const cmd = this.opts.netns ? "ip" : "etcdctl";
+    const ctlArgs = this.opts.ctlArgs ?? [];
     const full = this.opts.netns
-      ? ["netns", "exec", this.opts.netns, "etcdctl", `--endpoints=${this.endpoint}`, ...args]
-      : [`--endpoints=${this.endpoint}`, ...args];
+      ? ["netns", "exec", this.opts.netns, "etcdctl", `--endpoints=${this.endpoint}`, ...ctlArgs, ...args]
+      : [`--endpoints=${this.endpoint}`, ...ctlArgs, ...args];
     const r = await new Deno.Command(cmd, {
       args: full,
       env: { ETCDCTL_API: "3" },
