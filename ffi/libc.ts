@@ -18,6 +18,8 @@ const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u32", "buffer"], result: "i32" },
+  /** ioctl whose argument is a value, not a pointer (TUNSETOFFLOAD). */
+  ioctl_value: { name: "ioctl", parameters: ["i32", "u32", "u32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   write: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   readv: { parameters: ["i32", "buffer", "i32"], result: "i32" },
@@ -173,6 +175,11 @@ export function close(fd: number, quiet = false): void {
 /** `ioctl(2)` with a pointer argument. */
 export function ioctl(fd: number, req: number, arg: Uint8Array<ArrayBuffer>, context?: string): number {
   return check("ioctl", lib.symbols.ioctl(fd, req, arg), context);
+}
+
+/** `ioctl(2)` with an integer argument passed by value. */
+export function ioctlValue(fd: number, req: number, value: number, context?: string): number {
+  return check("ioctl", lib.symbols.ioctl_value(fd, req, value), context);
 }
 
 /** `socket(2)`. */

@@ -13,6 +13,7 @@ import {
   close,
   cstr,
   ioctl,
+  ioctlValue,
   O_CLOEXEC,
   O_NONBLOCK,
   O_RDWR,
@@ -69,7 +70,16 @@ export interface TunOptions {
   nonBlocking?: boolean;
   /** Transmit queue length to set (kernel default 500); omitted: leave as is. */
   txQueueLen?: number;
+  /**
+   * TUN_F_* offloads to ask for (e.g. TUN_F_CSUM | TUN_F_TSO4): the device is opened with
+   * IFF_VNET_HDR and a 10-byte virtio_net_hdr precedes every packet both ways. When the
+   * kernel refuses, the device is reopened without them ({@link TunDevice.offloads} 0).
+   */
+  offloads?: number;
 }
+
+/** Size of the virtio_net_hdr in front of each packet when offloads are on. */
+export const TUN_VNET_HDR_LEN = 10;
 
 /** Builds a `struct ifreq` with the name filled in. */
 function ifreq(name: string): { buf: Uint8Array<ArrayBuffer>; view: DataView } {
@@ -91,8 +101,18 @@ function ifreqName(buf: Uint8Array): string {
 export class TunDevice {
   #fd: number;
 
+  /** TUN_F_* offloads in effect (0: plain packets, no virtio_net_hdr). */
+  offloads = 0;
+  /** The error that made the kernel refuse offloads, if it did. */
+  offloadError: Error | null = null;
+
   private constructor(fd: number, readonly name: string, readonly flags: number) {
     this.#fd = fd;
+  }
+
+  /** Whether packets carry a virtio_net_hdr. */
+  get vnetHdr(): boolean {
+    return (this.flags & IFF_VNET_HDR) !== 0;
   }
 
   /**
@@ -101,6 +121,25 @@ export class TunDevice {
    * of that name is already attached).
    */
   static open(opts: TunOptions = {}): TunDevice {
+    if (!opts.offloads) return TunDevice.#open(opts);
+    let dev: TunDevice | null = null;
+    try {
+      dev = TunDevice.#open({ ...opts, extraFlags: (opts.extraFlags ?? 0) | IFF_VNET_HDR });
+      const size = new Uint8Array(4);
+      new DataView(size.buffer).setInt32(0, TUN_VNET_HDR_LEN, true);
+      ioctl(dev.fd, TUNSETVNETHDRSZ, size, "TUNSETVNETHDRSZ");
+      ioctlValue(dev.fd, TUNSETOFFLOAD, opts.offloads, "TUNSETOFFLOAD");
+      dev.offloads = opts.offloads;
+      return dev;
+    } catch (e) {
+      dev?.close(); // the device goes with its fd: reopen it plain
+      const plain = TunDevice.#open({ ...opts, offloads: 0 });
+      plain.offloadError = e instanceof Error ? e : new Error(String(e));
+      return plain;
+    }
+  }
+
+  static #open(opts: TunOptions): TunDevice {
     const flags = IFF_TUN | IFF_NO_PI | (opts.extraFlags ?? 0);
     const req = ifreq(opts.name ?? "tun%d");
     req.view.setUint16(16, flags, true);

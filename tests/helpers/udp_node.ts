@@ -4,7 +4,7 @@
  * the data path can be exercised without etcd.
  *
  *   --iface veth0 --addr 192.168.77.1 --mtu 1500 --network 10.99.0.0/16
- *   --subnet 10.99.1.0/24 [--port 8285] --peer 10.99.2.0/24=192.168.77.2 …
+ *   --subnet 10.99.1.0/24 [--port 8285] [--offloads false] --peer 10.99.2.0/24=192.168.77.2 …
  *
  * Prints `READY <tun name>` once running. Reads commands from stdin, one per line:
  * `stats` prints `STATS <json>`; `quit` (or end of input) stops the backend and exits.
@@ -27,6 +27,7 @@ const { values } = parseArgs({
     network: { type: "string" },
     subnet: { type: "string" },
     port: { type: "string" },
+    offloads: { type: "string" },
     peer: { type: "string", multiple: true, default: [] },
   },
 });
@@ -38,7 +39,11 @@ function need<T>(v: T | null | undefined, what: string): T {
 
 const addr = need(parseIP4(values.addr ?? ""), "addr");
 const subnet = need(parseCIDR4(values.subnet ?? ""), "subnet");
-const backendJSON = values.port ? `{"Type":"udp","Port":${Number(values.port)}}` : `{"Type":"udp"}`;
+const backendJSON = JSON.stringify({
+  Type: "udp",
+  ...(values.port ? { Port: Number(values.port) } : {}),
+  ...(values.offloads ? { Offloads: values.offloads === "true" } : {}),
+});
 const network = parseNetworkConfig(
   `{"Network":"${
     need(values.network, "network")

@@ -15,12 +15,22 @@ const ext: ExternalInterface = {
 };
 
 Deno.test("udp config: Port is case-insensitive, defaults to 8285, and is range-checked", () => {
-  assertEquals(parseUdpConfig({}), { port: 8285 });
-  assertEquals(parseUdpConfig({ Type: "udp", Port: 0 }), { port: 8285 });
-  assertEquals(parseUdpConfig({ port: 9000 }), { port: 9000 });
-  assertEquals(parseUdpConfig({ PORT: 1 }), { port: 1 });
+  assertEquals(parseUdpConfig({}), { port: 8285, offloads: true });
+  assertEquals(parseUdpConfig({ Type: "udp", Port: 0 }), { port: 8285, offloads: true });
+  assertEquals(parseUdpConfig({ port: 9000 }), { port: 9000, offloads: true });
+  assertEquals(parseUdpConfig({ PORT: 1 }), { port: 1, offloads: true });
   for (const bad of [65536, -1, 1.5, "8285", true]) {
     assertThrows(() => parseUdpConfig({ Port: bad }), /Backend.Port/);
+  }
+});
+
+Deno.test("udp config: Offloads is a case-insensitive boolean, default true", () => {
+  assertEquals(parseUdpConfig({ Offloads: false }).offloads, false);
+  assertEquals(parseUdpConfig({ offloads: false, Port: 9000 }), { port: 9000, offloads: false });
+  assertEquals(parseUdpConfig({ OFFLOADS: true }).offloads, true);
+  assertEquals(parseUdpConfig({ Offloads: null }).offloads, true);
+  for (const bad of [0, 1, "false", {}]) {
+    assertThrows(() => parseUdpConfig({ Offloads: bad }), /Backend.Offloads/);
   }
 });
 
@@ -32,6 +42,7 @@ Deno.test("udp backend: MTU ext−28, empty lease type, nothing to prepare", asy
   assertEquals(be.mtu, 1472);
   assertEquals(be.leaseType, "");
   assertEquals(be.port, 7000);
+  assertEquals(be.offloads, true);
   assertEquals(await be.prepare(), {});
   assertEquals(be.stats(), {});
 });

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { TunDevice } from "../../../ffi/tun.ts";
+import { TUN_F_CSUM, TUN_F_TSO4, TunDevice } from "../../../ffi/tun.ts";
 import { close } from "../../../ffi/libc.ts";
 import {
   addrReplace,
@@ -35,7 +35,13 @@ export const UDP_ENCAP_OVERHEAD = 28;
 /** TUN name template; the kernel picks the first free `flannelN` (normally flannel0). */
 export const TUN_NAME_TEMPLATE = "flannel%d";
 /** The TUN's transmit queue: overflows turn straight into TCP retransmits (kernel default 500). */
-const TUN_TXQUEUELEN = 1000;
+const TUN_TXQUEUELEN = 5000;
+/**
+ * TUN offloads asked for: checksums left partial and TCPv4 super-packets up to 64 KB,
+ * which the data path completes and splits (IPv4 only, so no TSO6; no USO: UDP inner
+ * traffic stays one packet per read).
+ */
+const TUN_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4;
 
 /**
  * Lets the kernel accept packets from the TUN whose source is one of its own addresses.
@@ -60,19 +66,41 @@ function acceptLocalSource(device: string): void {
 /** The udp backend's own options, from the config's Backend object. */
 export interface UdpConfig {
   port: number;
+  /**
+   * Segmentation offloads (TUN TSO, UDP GSO/GRO) where the kernel has them; false forces
+   * one packet per read, send and write. Our extension: upstream has no such key.
+   */
+  offloads: boolean;
 }
 
-/** Reads `Port` (case-insensitive, as Go's JSON decoding; 0 or absent → 8285). */
+/** Reads `Offloads` (boolean, default true). */
+function parseOffloads(backend: Record<string, unknown>): boolean {
+  const o = field(backend, "Offloads");
+  if (o === undefined || o === null) return true;
+  if (typeof o !== "boolean") {
+    throw new ConfigError(
+      "Backend.Offloads",
+      `Backend.Offloads must be true or false, got ${JSON.stringify(o)}`,
+    );
+  }
+  return o;
+}
+
+/**
+ * Reads `Port` (case-insensitive, as Go's JSON decoding; 0 or absent → 8285) and
+ * `Offloads` (default true).
+ */
 export function parseUdpConfig(backend: Record<string, unknown>): UdpConfig {
+  const offloads = parseOffloads(backend);
   const p = field(backend, "Port");
-  if (p === undefined || p === null || p === 0) return { port: DEFAULT_UDP_PORT };
+  if (p === undefined || p === null || p === 0) return { port: DEFAULT_UDP_PORT, offloads };
   if (typeof p !== "number" || !Number.isInteger(p) || p < 1 || p > 65535) {
     throw new ConfigError(
       "Backend.Port",
       `Backend.Port must be an integer 1..65535, got ${JSON.stringify(p)}`,
     );
   }
-  return { port: p };
+  return { port: p, offloads };
 }
 
 /** The udp backend. */
@@ -80,6 +108,8 @@ export class UdpBackend implements Backend {
   readonly leaseType = "";
   readonly mtu: number;
   readonly port: number;
+  /** Whether offloads were asked for (Backend.Offloads). */
+  readonly offloads: boolean;
   readonly #ctx: BackendContext;
   readonly #network: IP4Net;
   readonly #peers: PeerTable;
@@ -102,7 +132,9 @@ export class UdpBackend implements Backend {
     }
     this.#ctx = ctx;
     this.#network = net.network;
-    this.port = parseUdpConfig(net.backend).port;
+    const cfg = parseUdpConfig(net.backend);
+    this.port = cfg.port;
+    this.offloads = cfg.offloads;
     this.mtu = ctx.ext.mtu - UDP_ENCAP_OVERHEAD;
     this.#peers = PeerTable.create(net.subnetLen);
   }
@@ -121,9 +153,16 @@ export class UdpBackend implements Backend {
         name: TUN_NAME_TEMPLATE,
         nonBlocking: true,
         txQueueLen: TUN_TXQUEUELEN,
+        offloads: this.offloads ? TUN_OFFLOADS : 0,
       });
+      if (this.#tun.offloadError) {
+        log.warn("TUN offloads unavailable; the kernel hands over one packet per read", {
+          error: this.#tun.offloadError.message,
+        });
+      }
       this.#configureTun(this.#tun.name, own.subnet);
-      this.#sock = openTunnelSocket(ext.ifaceAddr, this.port);
+      const sock = openTunnelSocket(ext.ifaceAddr, this.port, { offloads: this.offloads });
+      this.#sock = sock.fd;
       this.#datapath = await UdpDatapath.start({
         tunFd: this.#tun.fd,
         sockFd: this.#sock,
@@ -131,6 +170,9 @@ export class UdpBackend implements Backend {
         tunAddr: own.subnet.ip,
         subnet: own.subnet,
         peers: this.#peers,
+        tunTso: this.#tun.vnetHdr,
+        udpGso: sock.gso,
+        udpGro: sock.gro,
       });
     } catch (e) {
       await this.stop();
@@ -141,6 +183,10 @@ export class UdpBackend implements Backend {
       subnet: formatNet4(own.subnet),
       listen: `${formatIP4(ext.ifaceAddr)}:${this.port}`,
       mtu: this.mtu,
+      offloads: this.offloads,
+      tun_tso: this.#tun.vnetHdr,
+      udp_gso: this.#datapath.stats().feature_udp_gso === 1,
+      udp_gro: this.#datapath.stats().feature_udp_gro === 1,
     });
   }
 
@@ -200,7 +246,7 @@ export class UdpBackend implements Backend {
   async stop(): Promise<void> {
     if (this.#datapath) {
       await this.#datapath.stop();
-      this.#finalStats = this.#datapath.stats();
+      this.#finalStats = this.stats();
       this.#datapath = null;
     }
     if (this.#sock >= 0) close(this.#sock, true);
@@ -209,9 +255,26 @@ export class UdpBackend implements Backend {
     this.#tun = null;
   }
 
-  /** Data path counters (empty before start; the final values after stop). */
+  /**
+   * Data path counters (empty before start; the final values after stop), plus
+   * `tun_tx_dropped`: packets the kernel dropped because the TUN's queue was full (each one
+   * a TCP retransmit).
+   */
   stats(): Record<string, number> {
-    return this.#datapath?.stats() ?? { ...this.#finalStats };
+    if (!this.#datapath) return { ...this.#finalStats };
+    const s = this.#datapath.stats();
+    const dropped = this.#tun ? readTxDropped(this.#tun.name) : null;
+    if (dropped !== null) s.tun_tx_dropped = dropped;
+    return s;
+  }
+}
+
+/** The device's tx_dropped statistic, or null when unreadable. */
+function readTxDropped(device: string): number | null {
+  try {
+    return Number(Deno.readTextFileSync(`/sys/class/net/${device}/statistics/tx_dropped`).trim());
+  } catch {
+    return null;
   }
 }
 

@@ -8,7 +8,11 @@
  * @module
  */
 
-/** Counter names; the index of a name is its slot. Prefix `tx_` = TUN→UDP, `rx_` = UDP→TUN. */
+/**
+ * Counter names; the index of a name is its slot. Prefix `tx_` = TUN→UDP, `rx_` = UDP→TUN;
+ * `tx_packets`/`rx_packets` count datagrams on the wire (segments, not super-packets);
+ * `rx_drop_tun_write` and `rx_tun_writes` count TUN writes (one per coalesced super-packet).
+ */
 export const COUNTER_NAMES = [
   "tx_packets",
   "tx_bytes",
@@ -27,6 +31,17 @@ export const COUNTER_NAMES = [
   "rx_drop_unknown_source",
   "rx_drop_ttl",
   "rx_drop_tun_write",
+  // Offloads: super-packets split (TSO) and written (coalesced), UDP GSO sends and GRO buffers.
+  "tx_tso_superpackets",
+  "tx_gso_sends",
+  "rx_gro_buffers",
+  "rx_coalesced_superpackets",
+  "rx_coalesced_segments",
+  "rx_tun_writes",
+  // 1 when the feature is in use (the main thread sets them; a Worker clears one on fallback).
+  "feature_tun_tso",
+  "feature_udp_gso",
+  "feature_udp_gro",
 ] as const;
 
 /** A counter's name. */

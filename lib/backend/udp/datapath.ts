@@ -8,7 +8,7 @@
 import { check, close, EFD_CLOEXEC, EFD_NONBLOCK, libc } from "../../../ffi/libc.ts";
 import type { IP4Net } from "../../ip.ts";
 import { getVerbosity, logger } from "../../log.ts";
-import { createCounters, snapshotCounters } from "./counters.ts";
+import { C, createCounters, snapshotCounters } from "./counters.ts";
 import type { PeerTable } from "./peers.ts";
 import { CTL_STOP, CTL_WORDS, type WorkerInit, type WorkerReport } from "./worker_protocol.ts";
 
@@ -27,6 +27,12 @@ export interface DatapathOptions {
   peers: PeerTable;
   /** Datagrams per sendmmsg/recvmmsg (default 64). */
   batch?: number;
+  /** The TUN carries a virtio_net_hdr and hands over TCP super-packets (TSO). */
+  tunTso?: boolean;
+  /** The socket accepts UDP_SEGMENT sends. */
+  udpGso?: boolean;
+  /** UDP_GRO is on on the socket. */
+  udpGro?: boolean;
 }
 
 /** A running Worker and the promise of its end. */
@@ -85,6 +91,9 @@ export class UdpDatapath {
     const wakeFd = check("eventfd", libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     const dp = new UdpDatapath(counters, control, wakeFd);
     const batch = opts.batch ?? 64;
+    counters[C.feature_tun_tso] = opts.tunTso ? 1 : 0;
+    counters[C.feature_udp_gso] = opts.udpGso ? 1 : 0;
+    counters[C.feature_udp_gro] = opts.udpGro ? 1 : 0;
     const init: WorkerInit = {
       tunFd: opts.tunFd,
       sockFd: opts.sockFd,
@@ -94,6 +103,9 @@ export class UdpDatapath {
       batch,
       tunAddr: opts.tunAddr,
       subnet: opts.subnet,
+      vnetHdr: !!opts.tunTso,
+      udpGso: !!opts.udpGso,
+      udpGro: !!opts.udpGro,
       peers: opts.peers.buffer,
       counters: counters.buffer,
       control: control.buffer,

@@ -23,9 +23,11 @@ import {
   sockaddrIn,
   socket,
   SOL_SOCKET,
+  SOL_UDP,
   SyscallError,
 } from "../../../ffi/libc.ts";
 import { formatIP4 } from "../../ip.ts";
+import { UDP_GRO, UDP_SEGMENT } from "./mmsg.ts";
 
 /** Options of {@link openTunnelSocket}. */
 export interface TunnelSocketOptions {
@@ -33,6 +35,28 @@ export interface TunnelSocketOptions {
   bufferBytes?: number;
   /** Receive timeout in ms: bounds how long a stop request waits (default 100). */
   receiveTimeoutMs?: number;
+  /** Try UDP GSO (send) and UDP GRO (receive) (default false). */
+  offloads?: boolean;
+}
+
+/** The open socket and the UDP offloads the kernel accepted on it. */
+export interface TunnelSocket {
+  fd: number;
+  /** UDP_SEGMENT works: one send may carry many equal-sized datagrams. */
+  gso: boolean;
+  /** UDP_GRO is on: one receive may return many datagrams (with their size in a cmsg). */
+  gro: boolean;
+}
+
+/** Sets an int option; false when this kernel does not know it. */
+function trySetInt(fd: number, level: number, opt: number, value: number): boolean {
+  try {
+    setsockoptInt(fd, level, opt, value);
+    return true;
+  } catch (e) {
+    if (e instanceof SyscallError) return false;
+    throw e;
+  }
 }
 
 /** Sets a buffer size, bypassing net.core.*mem_max when we may (root), else within it. */
@@ -45,8 +69,12 @@ function setBuffer(fd: number, force: number, plain: number, bytes: number): voi
   }
 }
 
-/** Opens, tunes and binds the tunnel socket to `ip:port`; returns its fd. */
-export function openTunnelSocket(ip: number, port: number, opts: TunnelSocketOptions = {}): number {
+/** Opens, tunes and binds the tunnel socket to `ip:port`. */
+export function openTunnelSocket(
+  ip: number,
+  port: number,
+  opts: TunnelSocketOptions = {},
+): TunnelSocket {
   const fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   try {
     const bytes = opts.bufferBytes ?? 4 << 20;
@@ -59,7 +87,11 @@ export function openTunnelSocket(ip: number, port: number, opts: TunnelSocketOpt
     v.setBigInt64(8, BigInt((ms % 1000) * 1000), true);
     check("setsockopt", libc.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16), "SO_RCVTIMEO");
     bind(fd, sockaddrIn(ip, port), `${formatIP4(ip)}:${port}`);
-    return fd;
+    // UDP_SEGMENT 0 keeps the socket's default "no GSO" (the size comes per send in a
+    // cmsg): setting it only proves the kernel has UDP GSO (Linux ≥ 4.18).
+    const gso = !!opts.offloads && trySetInt(fd, SOL_UDP, UDP_SEGMENT, 0);
+    const gro = !!opts.offloads && trySetInt(fd, SOL_UDP, UDP_GRO, 1); // Linux ≥ 5.0
+    return { fd, gso, gro };
   } catch (e) {
     close(fd, true);
     throw e;

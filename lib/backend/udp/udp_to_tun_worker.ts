@@ -5,14 +5,22 @@
  * ("malformed"), inner destination outside our subnet ("not_our_subnet"), sender is no
  * peer's public IP ("unknown_source"), TTL expired ("ttl"). Synchronous FFI only, nothing
  * allocated per packet.
+ *
+ * With UDP GRO one received buffer holds many datagrams of the size given in a cmsg (the
+ * last may be shorter); each is validated on its own. With a virtio_net_hdr on the TUN,
+ * consecutive segments of one TCP flow are coalesced into one super-packet (gro.ts), and
+ * everything else is written behind a header saying "plain packet".
  * @module
  */
 
 import { C } from "./counters.ts";
 import { CTL_STOP, serveWorker, type WorkerInit } from "./worker_protocol.ts";
-import { MsgBatch } from "./mmsg.ts";
+import { CMSG_SPACE_INT, IoVec, MsgBatch } from "./mmsg.ts";
 import { PeerTable } from "./peers.ts";
 import { decrementTTL, ipv4Dst, ipv4TotalLength, isValidIPv4 } from "./packet.ts";
+import { sumViews } from "./checksum.ts";
+import { allocSummable } from "./checksum_wasm.ts";
+import { Coalescer } from "./gro.ts";
 import { ERRNO, errno, errnoName, libc, MSG_WAITFORONE } from "../../../ffi/libc.ts";
 import { formatNet4, mask4 } from "../../ip.ts";
 import { logger, OnceLogger } from "../../log.ts";
@@ -20,49 +28,92 @@ import { logger, OnceLogger } from "../../log.ts";
 const log = logger("udp");
 /** Times a TUN write is retried on EAGAIN before the packet is dropped. */
 const TUN_WRITE_RETRIES = 3;
+/** A UDP GRO buffer holds at most one 64 KB datagram train. */
+const GRO_BUFFER = 65535;
+/** GRO buffers per recvmmsg (each 64 KB). */
+const GRO_BATCH = 32;
 
 function run(init: WorkerInit, control: Int32Array, ready: () => void): void {
-  const { tunFd, sockFd, batch } = init;
+  const { tunFd, sockFd, vnetHdr, udpGro, maxDatagram } = init;
+  const batch = udpGro ? Math.min(init.batch, GRO_BATCH) : init.batch;
   const peers = PeerTable.attach(init.peers);
   const counts = new Float64Array(init.counters);
-  const slots = new MsgBatch(batch, init.maxDatagram);
-  const { view, packets, headers } = slots;
+  // Headroom: the virtio_net_hdr goes in front of the first packet of a slot.
+  const slots = new MsgBatch(batch, udpGro ? GRO_BUFFER : init.maxDatagram, {
+    headroom: 64,
+    controlSize: udpGro ? CMSG_SPACE_INT : 0,
+    alloc: vnetHdr ? allocSummable : undefined, // coalescing verifies TCP checksums
+  });
+  const { view, headers } = slots;
+  const out = new IoVec(slots.bytes);
   const netMask = mask4(init.subnet.prefix);
   const net = init.subnet.ip >>> 0;
   const once = new OnceLogger(log);
-  const { write, recvmmsg } = libc;
+  const { writev, recvmmsg } = libc;
 
-  /** Validates slot i and writes it to the TUN, or counts why not. */
-  function forward(i: number): void {
-    const off = slots.packetOffset(i);
-    if (!isValidIPv4(view, off, slots.receivedLength(i))) {
+  /** Writes `len` bytes at `off` to the TUN, retrying briefly when its queue is full. */
+  function emit(off: number, len: number): void {
+    out.aim(off, len);
+    for (let tries = 0; tries <= TUN_WRITE_RETRIES; tries++) {
+      if (writev(tunFd, out.iov, 1) === len) {
+        counts[C.rx_tun_writes]++;
+        return;
+      }
+      const e = errno();
+      if (e !== ERRNO.EAGAIN && e !== ERRNO.EINTR) {
+        once.warn(`tunwrite:${e}`, "TUN write failed; dropping packet", { errno: errnoName(e) });
+        break;
+      }
+    }
+    counts[C.rx_drop_tun_write]++;
+  }
+  const coalescer = vnetHdr ? new Coalescer(view, sumViews(slots.bytes.buffer), emit) : null;
+
+  /** Validates the datagram at `off` (`len` bytes, from a peer or not) and passes it on. */
+  function forward(off: number, len: number, fromPeer: boolean): void {
+    // Datagrams longer than a plain receive slot are malformed with or without GRO.
+    if (len > maxDatagram || !isValidIPv4(view, off, len)) {
       counts[C.rx_drop_malformed]++;
     } else if (((ipv4Dst(view, off) & netMask) >>> 0) !== net) {
       counts[C.rx_drop_not_our_subnet]++;
-    } else if (!peers.isPeer(slots.peerAddress(i))) {
+    } else if (!fromPeer) {
       counts[C.rx_drop_unknown_source]++;
     } else if (!decrementTTL(view, off)) {
       counts[C.rx_drop_ttl]++;
     } else {
       const total = ipv4TotalLength(view, off); // trailing bytes past the IP packet are not forwarded
-      for (let tries = 0; tries <= TUN_WRITE_RETRIES; tries++) {
-        if (write(tunFd, packets[i], total) === total) {
-          counts[C.rx_packets]++;
-          counts[C.rx_bytes] += total;
-          return;
-        }
-        const e = errno();
-        if (e !== ERRNO.EAGAIN && e !== ERRNO.EINTR) {
-          once.warn(`tunwrite:${e}`, "TUN write failed; dropping packet", { errno: errnoName(e) });
-          break;
-        }
-      }
-      counts[C.rx_drop_tun_write]++;
+      counts[C.rx_packets]++;
+      counts[C.rx_bytes] += total;
+      if (coalescer) coalescer.push(off, total);
+      else emit(off, total);
     }
   }
 
+  /** Forwards every datagram of slot i (several with GRO), then writes what is pending. */
+  function forwardSlot(i: number): void {
+    const base = slots.packetOffset(i);
+    const len = slots.receivedLength(i);
+    const fromPeer = peers.isPeer(slots.peerAddress(i));
+    const seg = udpGro ? slots.groSize(i) : 0;
+    if (seg > 0 && seg < len) {
+      counts[C.rx_gro_buffers]++;
+      for (let off = 0; off < len; off += seg) {
+        forward(base + off, Math.min(seg, len - off), fromPeer);
+      }
+    } else {
+      forward(base, len, fromPeer);
+    }
+    coalescer?.flush();
+  }
+
   ready();
-  log.info("udp→tun worker running", { sockFd, batch, subnet: formatNet4(init.subnet) });
+  log.info("udp→tun worker running", {
+    sockFd,
+    batch,
+    subnet: formatNet4(init.subnet),
+    gro: udpGro,
+    coalesce: vnetHdr,
+  });
   while (Atomics.load(control, CTL_STOP) === 0) {
     slots.prepareReceive();
     const n = recvmmsg(sockFd, headers[0], batch, MSG_WAITFORONE, null);
@@ -74,7 +125,11 @@ function run(init: WorkerInit, control: Int32Array, ready: () => void): void {
       continue;
     }
     if (Atomics.load(control, CTL_STOP) !== 0) break;
-    for (let i = 0; i < n; i++) forward(i);
+    for (let i = 0; i < n; i++) forwardSlot(i);
+    if (coalescer) {
+      counts[C.rx_coalesced_superpackets] = coalescer.superPackets;
+      counts[C.rx_coalesced_segments] = coalescer.coalescedSegments;
+    }
     counts[C.rx_batches]++;
   }
 }

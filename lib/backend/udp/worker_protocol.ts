@@ -26,6 +26,12 @@ export interface WorkerInit {
   tunAddr: number;
   /** Our own subnet: received packets must be addressed into it. */
   subnet: IP4Net;
+  /** The TUN puts a virtio_net_hdr in front of each packet (offloads on). */
+  vnetHdr: boolean;
+  /** UDP_SEGMENT sends work on the socket. */
+  udpGso: boolean;
+  /** UDP_GRO is on on the socket. */
+  udpGro: boolean;
   peers: SharedArrayBuffer;
   counters: SharedArrayBuffer;
   /** Int32Array; slot {@link CTL_STOP} non-zero asks the Worker to return. */
