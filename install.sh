@@ -161,7 +161,7 @@ write_launcher() {
 #!/bin/sh
 # flanneld launcher written by install.sh --from-source: no denort runtime was available
 # for \`deno compile\`, so this runs the source in $libdir_final with \`deno run\` and the
-# permissions the compiled binary has. Reinstall from a release to replace it.
+# runtime flags and permissions the compiled binary has. Reinstall from a release to replace it.
 deno='$deno'
 command -v "\$deno" >/dev/null 2>&1 || deno=deno
 export DENO_DIR='$libdir_final/deno_dir' DENO_NO_UPDATE_CHECK=1

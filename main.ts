@@ -9,8 +9,10 @@ import { createEtcdClient, parseEndpoints } from "./lib/etcd/client.ts";
 import { type DaemonState, runDaemon } from "./lib/daemon.ts";
 import { startHealth } from "./lib/health/start.ts";
 import { sdNotify } from "./lib/health/sd_notify.ts";
+import { startMemoryLog } from "./lib/health/memory.ts";
 import { selectExternalInterface } from "./lib/iface.ts";
 import { logger, setVerbosity } from "./lib/log.ts";
+import { DEFAULT_ENV_FILE, reloadVerbosity } from "./lib/log_reload.ts";
 import { VERSION } from "./lib/version.ts";
 
 const log = logger("main");
@@ -72,7 +74,13 @@ async function main(): Promise<number> {
       abort.abort();
     });
   }
+  // SIGHUP (systemctl reload): log level from the EnvironmentFile; without FLANNELD_V there,
+  // what a restart would give (-v on the command line, else 0).
+  const envFile = Deno.env.get("FLANNELD_ENV_FILE") || DEFAULT_ENV_FILE;
+  const argvLevel = parseFlags(Deno.args, {}).values["v"] as number;
+  Deno.addSignalListener("SIGHUP", () => void reloadVerbosity(envFile, argvLevel));
   log.info("starting flanneld", { version: VERSION, endpoints: endpoints.join(","), prefix: f["etcd-prefix"] });
+  startMemoryLog(log); // FLANNEL_MEMORY_LOG_SECONDS or -v=2
   const state: DaemonState = { subnetEnvWritten: false };
   const health = startHealth({
     // Own connection: probe timeouts must not trip the daemon client's circuit breaker.

@@ -51,6 +51,11 @@ const SYMBOLS = {
   /** Moves the calling thread into another namespace (tests: netlink sockets inside a netns). */
   setns: { parameters: ["i32", "i32"], result: "i32" },
   gettid: { parameters: [], result: "i32" },
+  /**
+   * glibc: hands freed heap memory back to the kernel (see lib/health/memory.ts). Optional:
+   * other libcs lack it, and a missing optional symbol is null instead of failing dlopen.
+   */
+  malloc_trim: { parameters: ["usize"], result: "i32", optional: true },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 function openLibc(): Deno.DynamicLibrary<typeof SYMBOLS> {

@@ -18,6 +18,7 @@ import { LeaseManager, OutOfSubnetsError } from "./subnet/lease_manager.ts";
 import { SubnetRegistry } from "./subnet/registry.ts";
 import { LeaseWatcher, type WatcherOptions } from "./subnet/watcher.ts";
 import { readPreviousSubnets, writeSubnetEnv } from "./subnet_env.ts";
+import { watchConfig } from "./config_watch.ts";
 import { leaseNets, TrafficRules, type TrafficRulesOptions } from "./iptables/manager.ts";
 import { sdNotify } from "./health/sd_notify.ts";
 
@@ -164,6 +165,7 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
     rules.onState = (ok) => state.rulesInPlace = ok;
     await rules.start(leaseNets(cfg, lease), prev);
   }
+  // A subnet file that cannot be written costs a warning, not the lease (as upstream).
   const envFile = () =>
     writeSubnetEnv(o.subnetFile, {
       network: cfg.enableIPv4 ? cfg.network : undefined,
@@ -172,10 +174,12 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
       ipv6Subnet: cfg.enableIPv6 ? manager.lease!.ipv6Subnet : undefined,
       mtu: backend.mtu,
       ipMasq: o.ipMasq,
+    }).then(() => true, (e) => {
+      log.warn("cannot write subnet file; continuing without it", { path: o.subnetFile, error: e });
+      return false;
     });
-  await envFile();
-  state.subnetEnvWritten = true;
-  log.info("wrote subnet file", { path: o.subnetFile, subnet: describeLease(lease), mtu: backend.mtu });
+  state.subnetEnvWritten = await envFile();
+  if (state.subnetEnvWritten) log.info("wrote subnet file", { path: o.subnetFile, subnet: describeLease(lease), mtu: backend.mtu });
 
   // Remote lease events reach the backend one batch at a time, in order.
   const watcher = new LeaseWatcher(registry, o.watcher);
@@ -197,7 +201,7 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
       await backend.stop();
       await backend.start(now);
       await rules?.update(leaseNets(cfg, now));
-      await envFile();
+      state.subnetEnvWritten = await envFile();
       watcher.setOwn(now.subnet);
       await watcher.resync();
       log.warn("data path moved to the new subnet; subnet file rewritten", { old: describeLease(old), subnet: describeLease(now) });
@@ -205,6 +209,7 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
   };
   await watcher.start();
   manager.startRenewal();
+  watchConfig(registry, cfg, signal);
   log.info("running", { subnet: describeLease(lease), backend: cfg.backendType });
   sdNotify("READY=1"); // subnet.env is written and the watch runs (FLANNEL.md §16 step 11)
 

@@ -529,9 +529,14 @@ export function requestMessage(
 export interface Requester {
   request(msg: Uint8Array, op: string): NlMessage[];
   dump(msg: Uint8Array, op: string): NlMessage[];
+  dumpDecoded<T>(msg: Uint8Array, op: string, type: number, decode: (m: NlMessage) => T): T[];
 }
 
-/** Dumps with a GET of `type` and decodes each answer of type `type - 2` (the NEW type). */
+/**
+ * Dumps with a GET of `type` and decodes each answer of type `type - 2` (the NEW type) as it
+ * arrives: `decode` must copy what it keeps (no views of the payload, e.g. attribute bytes),
+ * since the payload is the socket's receive buffer.
+ */
 export function dumpAs<T>(
   nl: Requester,
   type: number,
@@ -540,5 +545,5 @@ export function dumpAs<T>(
   op: string,
 ): T[] {
   const msg = encodeMessage({ type, flags: NLM_F_REQUEST | NLM_F_DUMP }, fixed);
-  return nl.dump(msg, op).filter((m) => m.type === type - 2).map(decode);
+  return nl.dumpDecoded(msg, op, type - 2, decode);
 }

@@ -202,10 +202,12 @@ export function routeGet(nl: NetlinkSocket, dst: number): Route {
  */
 export function defaultRouteDevs(nl: NetlinkSocket, family: 4 | 6): number[] {
   const fixed = RTMSG.encode({ family: family === 6 ? AF_INET6 : AF_INET });
-  const decode = (m: NlMessage) => decodeBody(RTMSG, m);
+  // Read while decoding: the attributes are views of the receive buffer (see dumpAs).
+  const decode = (m: NlMessage) => {
+    const { hdr, attrs } = decodeBody(RTMSG, m);
+    const isDefault = hdr.dstLen === 0 && (attrs.u32(RTA_TABLE) ?? hdr.table) === RT_TABLE_MAIN;
+    return isDefault ? attrs.u32(RTA_OIF) ?? 0 : null;
+  };
   return dumpAs(nl, RTM_GETROUTE, fixed, decode, `route list (IPv${family})`)
-    .filter(({ hdr, attrs }) =>
-      hdr.dstLen === 0 && (attrs.u32(RTA_TABLE) ?? hdr.table) === RT_TABLE_MAIN
-    )
-    .map(({ attrs }) => attrs.u32(RTA_OIF) ?? 0);
+    .filter((dev) => dev !== null);
 }

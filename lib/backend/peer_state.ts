@@ -105,9 +105,28 @@ function insideNetwork(network: IP4Net, dst: IP4Net): boolean {
   return dst.prefix >= network.prefix && contains4(network, dst.ip);
 }
 
+/** Map keys: a prefix, a (device, IP) pair, a (device, MAC) pair. */
+const netKey = (n: IP4Net) => `${n.ip}/${n.prefix}`;
+const ipKey = (dev: number, ip: number) => `${dev}|${ip}`;
+const macKey = (dev: number, mac: Uint8Array) => `${dev}|${mac.join(":")}`;
+
+/** Groups `xs` by `key`, so that each lookup below costs one bucket, not a scan of the dump. */
+function groupBy<T>(xs: readonly T[], key: (x: T) => string): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const x of xs) {
+    const k = key(x);
+    const bucket = m.get(k);
+    if (bucket) bucket.push(x);
+    else m.set(k, [x]);
+  }
+  return m;
+}
+
 /**
  * Compares desired entries with the kernel. Missing or altered entries are always
  * reported; stale ones (ours by {@link Ownership}, wanted by no lease) only when `cleanup`.
+ * Linear in peers + kernel entries (indexed by destination): with 1,000 peers a quadratic
+ * scan cost tens of ms per reconcile, and reconciles follow every burst of lease events.
  */
 export function planRepairs(
   desired: PeerEntries[],
@@ -123,25 +142,36 @@ export function planRepairs(
     staleNeighs: [],
     staleFdbs: [],
   };
+  const routes = groupBy(kernel.routes, (r) => netKey(r.dst));
+  const neighs = groupBy(kernel.neighs, (n) => ipKey(n.index, n.ip));
+  const fdbs = groupBy(kernel.fdbs, (f) => macKey(f.index, f.mac));
   for (const d of desired) {
-    if (!kernel.routes.some((r) => routeMatches(d.route, r))) plan.routes.push(d.route);
-    if (d.neigh && !kernel.neighs.some((n) => neighMatches(d.neigh!, n))) plan.neighs.push(d.neigh);
-    if (d.fdb && !kernel.fdbs.some((f) => fdbMatches(d.fdb!, f))) plan.fdbs.push(d.fdb);
+    const r = routes.get(netKey(d.route.dst));
+    if (!r?.some((r) => routeMatches(d.route, r))) plan.routes.push(d.route);
+    const n = d.neigh && neighs.get(ipKey(d.neigh.dev, d.neigh.ip));
+    if (d.neigh && !n?.some((n) => neighMatches(d.neigh!, n))) plan.neighs.push(d.neigh);
+    const f = d.fdb && fdbs.get(macKey(d.fdb.dev, d.fdb.mac));
+    if (d.fdb && !f?.some((f) => fdbMatches(d.fdb!, f))) plan.fdbs.push(d.fdb);
   }
   if (!cleanup) return plan;
+  const wantedNets = new Set(desired.map((d) => netKey(d.route.dst)));
+  const wantedNeighs = new Set(
+    desired.flatMap((d) => d.neigh ? [ipKey(d.neigh.dev, d.neigh.ip)] : []),
+  );
+  const wantedFdbs = new Set(desired.flatMap((d) => d.fdb ? [macKey(d.fdb.dev, d.fdb.mac)] : []));
   plan.staleRoutes = kernel.routes.filter((r) =>
     r.table === RT_TABLE_MAIN && r.protocol !== RTPROT_KERNEL && r.dev !== undefined &&
     own.routeDevs.includes(r.dev) && insideNetwork(own.network, r.dst) &&
-    !(own.own && equal4(own.own, r.dst)) && !desired.some((d) => equal4(d.route.dst, r.dst))
+    !(own.own && equal4(own.own, r.dst)) && !wantedNets.has(netKey(r.dst))
   );
   plan.staleNeighs = kernel.neighs.filter((n) =>
     own.entryDevs.includes(n.index) && (n.state & NUD_PERMANENT) !== 0 &&
-    !desired.some((d) => d.neigh?.dev === n.index && d.neigh.ip === n.ip)
+    !wantedNeighs.has(ipKey(n.index, n.ip))
   );
   // An entry whose MAC a lease wants but with another destination is fixed by the replace.
   plan.staleFdbs = kernel.fdbs.filter((f) =>
     own.entryDevs.includes(f.index) && f.dst !== undefined &&
-    !desired.some((d) => d.fdb?.dev === f.index && sameMAC(f.mac, d.fdb.mac))
+    !wantedFdbs.has(macKey(f.index, f.mac))
   );
   return plan;
 }

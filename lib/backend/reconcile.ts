@@ -40,6 +40,7 @@ import {
 import { contains4 } from "../ip.ts";
 import { describeLease, type Lease, type LeaseEvent, subnetKey } from "../lease.ts";
 import { type Logger, OnceLogger } from "../log.ts";
+import { releaseFreedMemory } from "../health/memory.ts";
 import {
   describeFdb,
   describeNeigh,
@@ -90,6 +91,9 @@ export interface ReconcileOptions {
   watch?: boolean;
 }
 
+/** A burst of notifications delays its reconcile by at most this many debounce periods. */
+const MAX_DEBOUNCE_FACTOR = 10;
+
 /** Reads `reconcileIntervalSeconds` from backend options (the `--reconcile-interval` flag). */
 export function reconcileOptions(options: Record<string, unknown>): ReconcileOptions {
   const v = options.reconcileIntervalSeconds;
@@ -113,6 +117,8 @@ export class PeerReconciler {
   #watchEvents: boolean;
   #timer?: ReturnType<typeof setInterval>;
   #debounce?: ReturnType<typeof setTimeout>;
+  #lastTrigger = 0;
+  #burstStart = 0;
   #events: NetlinkSocket | null = null;
   #running = false;
   #snapshotSeen = false;
@@ -167,8 +173,10 @@ export class PeerReconciler {
 
   async #watch(sock: NetlinkSocket): Promise<void> {
     try {
-      for await (const m of sock.events()) {
-        if (this.#relevant(m)) this.#schedule("netlink");
+      for await (const batch of sock.eventBatches()) {
+        // One hit is enough: the rest of the batch needs no decoding.
+        const own = this.dp.ownership();
+        if (batch.some((m) => this.#relevant(m, own))) this.#schedule("netlink");
       }
     } catch (e) {
       if (this.#running) this.log.warn("netlink watch ended", { error: e });
@@ -176,8 +184,7 @@ export class PeerReconciler {
   }
 
   /** Whether a notification may concern our entries (our own writes echo back too; harmless). */
-  #relevant(m: NlMessage): boolean {
-    const own = this.dp.ownership();
+  #relevant(m: NlMessage, own: Ownership): boolean {
     try {
       switch (m.type) {
         case NLMSG_OVERRUN:
@@ -205,12 +212,32 @@ export class PeerReconciler {
     return false;
   }
 
+  /**
+   * Reconciles once notifications have been quiet for `debounceMs`, but no later than
+   * {@link MAX_DEBOUNCE_FACTOR} × `debounceMs` after the first one. During a burst (1,000
+   * leases arriving, each of our writes echoing back as notifications) that is one full dump
+   * per second instead of one per `debounceMs`: less work on the event loop while peers are
+   * being programmed, and less garbage.
+   */
   #schedule(reason: string): void {
-    if (!this.#running || this.#debounce !== undefined) return;
+    if (!this.#running) return;
+    this.#lastTrigger = Date.now();
+    if (this.#debounce !== undefined) return;
+    this.#burstStart = this.#lastTrigger;
+    this.#arm(this.#debounceMs, reason);
+  }
+
+  #arm(ms: number, reason: string): void {
     this.#debounce = setTimeout(() => {
+      const now = Date.now();
+      const quiet = now - this.#lastTrigger;
+      const deadline = this.#burstStart + this.#debounceMs * MAX_DEBOUNCE_FACTOR;
+      if (quiet < this.#debounceMs && now < deadline) {
+        return this.#arm(Math.min(this.#debounceMs - quiet, deadline - now), reason);
+      }
       this.#debounce = undefined;
       this.reconcile(reason);
-    }, this.#debounceMs);
+    }, ms);
   }
 
   /** Applies remote lease events (idempotent). */
@@ -222,6 +249,7 @@ export class PeerReconciler {
     }
     this.#snapshotSeen = true;
     this.#schedule("lease events");
+    releaseFreedMemory(); // what decoding and programming the batch left (rate-limited)
   }
 
   #add(key: string, lease: Lease): void {
@@ -318,6 +346,7 @@ export class PeerReconciler {
       this.#counts.errors++;
       this.log.error("reconcile failed; retrying later", { trigger: reason, error: e });
     }
+    releaseFreedMemory(); // the dumps' garbage, and the background threads' (rate-limited)
     return changes;
   }
 

@@ -101,7 +101,8 @@ export class LeaseWatcher {
   #failing = false;
   #failingSince = 0;
   #generation = 0; // bumps on each (re)connect so late callbacks of old streams are ignored
-  readonly badLogged = new Set<string>();
+  /** Unusable keys already logged, with the reason logged (cleared by a usable put or a delete). */
+  readonly badLogged = new Map<string, string>();
   readonly stats: WatcherStats = {
     events: 0, reconnects: 0, relists: 0, compactions: 0, stalls: 0, badLeases: 0,
     lastEventAt: 0, lastResponseAt: 0, connected: false,
@@ -222,7 +223,7 @@ export class LeaseWatcher {
       if (this.#isOurIP(l)) continue;
       const why = this.validate(l);
       if (why) {
-        this.#noteBad(this.registry.keyOf(l.subnet, l.ipv6Subnet), why, l.modRevision);
+        this.#noteBad(this.registry.keyOf(l.subnet, l.ipv6Subnet), why);
         continue;
       }
       const id = idOf(l.subnet);
@@ -380,6 +381,7 @@ export class LeaseWatcher {
     const type = String(ev.type).toLowerCase();
     const key = ev.kv.key.toString();
     if (type === "delete") {
+      this.badLogged.delete(key);
       const parsed = leaseKeyOnly(key);
       if (!parsed) return;
       if (this.#isOwn(parsed)) {
@@ -396,7 +398,7 @@ export class LeaseWatcher {
     try {
       lease = leaseFromKV(ev.kv as RawKV);
     } catch (e) {
-      this.#noteBad(key, (e as Error).message, String(ev.kv.mod_revision));
+      this.#noteBad(key, (e as Error).message);
       return;
     }
     if (this.#isOwn(lease.subnet)) {
@@ -409,7 +411,7 @@ export class LeaseWatcher {
     }
     const why = this.validate(lease);
     if (why) {
-      this.#noteBad(key, why, String(ev.kv.mod_revision));
+      this.#noteBad(key, why);
       // A peer whose lease turned unusable is no longer routed to.
       const known = this.#known.get(idOf(lease.subnet));
       if (known) {
@@ -418,6 +420,7 @@ export class LeaseWatcher {
       }
       return;
     }
+    this.badLogged.delete(key);
     this.#known.set(idOf(lease.subnet), lease);
     out.push({ type: "added", lease });
   }
@@ -434,12 +437,12 @@ export class LeaseWatcher {
     this.#connect();
   }
 
-  #noteBad(key: string, reason: string, rev = ""): void {
+  /** Counts an unusable lease; logs it once per key and reason, however often it is re-put. */
+  #noteBad(key: string, reason: string): void {
     this.stats.badLeases++;
-    const id = `${key}@${rev}:${reason}`;
-    if (this.badLogged.has(id)) return;
+    if (this.badLogged.get(key) === reason) return;
     if (this.badLogged.size > 10000) this.badLogged.clear();
-    this.badLogged.add(id);
+    this.badLogged.set(key, reason);
     log.warn("ignoring unusable lease", { key, reason });
   }
 

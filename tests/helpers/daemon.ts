@@ -4,13 +4,18 @@
  * @module
  */
 
+import { DAEMON_RUNTIME_FLAGS } from "../../dist/compile.ts";
 import { parseDotenv } from "../../lib/subnet_env.ts";
 
-/** How our daemon is run: this Deno on the repository's main.ts. */
+/**
+ * How our daemon is run: this Deno on the repository's main.ts, with the runtime flags the
+ * installed daemon has (memory settings). The last element is always main.ts.
+ */
 export const DEFAULT_DAEMON_COMMAND: readonly string[] = [
   Deno.execPath(),
   "run",
   "-A",
+  ...DAEMON_RUNTIME_FLAGS,
   new URL("../../main.ts", import.meta.url).pathname,
 ];
 
@@ -65,6 +70,13 @@ export class Daemon {
       stdout: "null",
       stderr: "null",
     }).spawn();
+  }
+
+  /** Whether the process is still running: started, and no exit seen within 100 ms. */
+  async alive(): Promise<boolean> {
+    const s = this.#proc?.status;
+    if (!s) return false;
+    return await Promise.race([s.then(() => false), new Promise<boolean>((r) => setTimeout(r, 100, true))]);
   }
 
   /** Exit status once the process ends, without stopping it; null when not running. */

@@ -9,16 +9,18 @@
 import { TUN_F_CSUM, TUN_F_TSO4, TunDevice } from "../../../ffi/tun.ts";
 import { close } from "../../../ffi/libc.ts";
 import {
+  addrList,
   addrReplace,
   isNetlinkError,
   linkByName,
   linkSetMTU,
   linkSetUp,
   NetlinkSocket,
+  routeList,
   routeReplace,
 } from "../../../ffi/netlink/mod.ts";
 import { ConfigError } from "../../config.ts";
-import { formatIP4, formatNet4, type IP4Net } from "../../ip.ts";
+import { equal4, formatIP4, formatNet4, type IP4Net } from "../../ip.ts";
 import { describeLease, field, type Lease, type LeaseEvent } from "../../lease.ts";
 import { logger } from "../../log.ts";
 import type { Backend, BackendContext, BackendFactory, BackendLeaseData } from "../backend.ts";
@@ -118,6 +120,9 @@ export class UdpBackend implements Backend {
   #datapath: UdpDatapath | null = null;
   /** Counters of the last stopped data path, so that stats survive stop(). */
   #finalStats: Record<string, number> = {};
+  #own: IP4Net | null = null;
+  #checkTimer: ReturnType<typeof setInterval> | undefined;
+  #repairs = 0;
 
   constructor(ctx: BackendContext) {
     const net = ctx.network;
@@ -161,6 +166,7 @@ export class UdpBackend implements Backend {
         });
       }
       this.#configureTun(this.#tun.name, own.subnet);
+      this.#own = own.subnet;
       const sock = openTunnelSocket(ext.ifaceAddr, this.port, { offloads: this.offloads });
       this.#sock = sock.fd;
       this.#datapath = await UdpDatapath.start({
@@ -178,6 +184,10 @@ export class UdpBackend implements Backend {
       await this.stop();
       throw e;
     }
+    // Someone flushing flannel0's address or route would cut traffic silently until a
+    // restart: check on the reconcile interval and put them back.
+    const every = Number(this.#ctx.options.reconcileIntervalSeconds ?? 10) * 1000;
+    this.#checkTimer = setInterval(() => this.#checkTun(), every);
     log.info("udp backend running", {
       device: this.#tun.name,
       subnet: formatNet4(own.subnet),
@@ -209,6 +219,37 @@ export class UdpBackend implements Backend {
       }
     } finally {
       nl.close();
+    }
+  }
+
+  /** Re-applies the TUN's address and Network route when either went missing. */
+  #checkTun(): void {
+    const tun = this.#tun, own = this.#own;
+    if (!tun || !own) return;
+    const nl = NetlinkSocket.open();
+    let missing: string[];
+    try {
+      const link = linkByName(nl, tun.name);
+      if (!link) return; // gone with our fd only at stop()
+      missing = [];
+      if (!addrList(nl, { index: link.index, family: 4 }).some((a) => a.ip === own.ip && a.prefix === 32)) {
+        missing.push("address");
+      }
+      if (!routeList(nl, { dev: link.index }).some((r) => equal4(r.dst, this.#network))) missing.push("route");
+      if (!link.up) missing.push("link up");
+    } catch (e) {
+      log.warn("cannot check the TUN device", { device: tun.name, error: e });
+      return;
+    } finally {
+      nl.close();
+    }
+    if (missing.length === 0) return;
+    try {
+      this.#configureTun(tun.name, own);
+      this.#repairs++;
+      log.warn(`repaired ${tun.name}: ${missing.join(", ")} had gone missing`, { subnet: formatNet4(own) });
+    } catch (e) {
+      log.warn(`cannot repair ${tun.name}`, { missing: missing.join(","), error: e });
     }
   }
 
@@ -244,6 +285,7 @@ export class UdpBackend implements Backend {
 
   /** Stops the Workers and closes the socket and the TUN (the device and its route go with it). */
   async stop(): Promise<void> {
+    clearInterval(this.#checkTimer);
     if (this.#datapath) {
       await this.#datapath.stop();
       this.#finalStats = this.stats();
@@ -261,8 +303,9 @@ export class UdpBackend implements Backend {
    * a TCP retransmit).
    */
   stats(): Record<string, number> {
-    if (!this.#datapath) return { ...this.#finalStats };
+    if (!this.#datapath) return { ...this.#finalStats, repairs_tun: this.#repairs };
     const s = this.#datapath.stats();
+    s.repairs_tun = this.#repairs;
     const dropped = this.#tun ? readTxDropped(this.#tun.name) : null;
     if (dropped !== null) s.tun_tx_dropped = dropped;
     return s;
