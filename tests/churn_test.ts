@@ -13,6 +13,7 @@
  * replays a run's sequence of joins and leaves).
  */
 
+import { sleep } from "./helpers/control.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import type { ChurnResult } from "./helpers/churn_hosts.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";
@@ -27,7 +28,6 @@ const SECONDS = Number(Deno.env.get("FLANNEL_SOAK_SECONDS") ?? 60);
 const SEED = Number(Deno.env.get("FLANNEL_CHURN_SEED") ?? (Date.now() % 2 ** 31));
 const LIGHT_HOSTS = 20;
 const DEVICE = "flannel.1";
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The kernel entries a host needs for the leases in etcd, and those it has, as sorted lines. */
 async function wantAndHave(c: Cluster, h: Host): Promise<{ want: string[]; have: string[] }> {

@@ -10,11 +10,10 @@
 
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { Cluster, type Host, SUBNETS_PREFIX, UNDERLAY } from "./helpers/cluster.ts";
-import { until } from "./helpers/control.ts";
+import { sleep, until } from "./helpers/control.ts";
 import { formatIP4, overlaps4, parseCIDR4 } from "../lib/ip.ts";
 
 const isRoot = Deno.uid() === 0;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const secs = (ms: number) => (ms / 1000).toFixed(1);
 
 /** `10.5.3.0/24` from a lease key `…/subnets/10.5.3.0-24`. */

@@ -9,7 +9,7 @@
 
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { Cluster, type Host, SUBNETS_PREFIX, UNDERLAY } from "./helpers/cluster.ts";
-import { until } from "./helpers/control.ts";
+import { sleep, until } from "./helpers/control.ts";
 import { scrapeMetrics } from "./helpers/health_http.ts";
 import { ip } from "./helpers/netns.ts";
 import { injectUdp, ipv4Packet } from "./helpers/packets.ts";
@@ -20,7 +20,6 @@ import { formatIP4 } from "../lib/ip.ts";
 
 const isRoot = Deno.uid() === 0;
 const HEALTH_PORT = 9181;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `metric{labels}` on host `h`, 0 when absent. */
 async function metric(h: Host, name: string, labels: Record<string, string> = {}): Promise<number> {

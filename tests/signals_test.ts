@@ -6,6 +6,7 @@
  * SIGHUP re-reads FLANNELD_V from the environment file.
  */
 
+import { sleep } from "./helpers/control.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
@@ -14,7 +15,6 @@ import { firstReplyAfter, longestGap, pingTimes } from "./helpers/ping_times.ts"
 import { formatNet4 } from "../lib/ip.ts";
 
 const isRoot = Deno.uid() === 0;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A 2-host cluster whose daemons read `$FLANNELD_ENV_FILE` = `<envDir>/<host>.env`. */
 function cluster(backend: "udp" | "vxlan", envDir: string): Promise<Cluster> {

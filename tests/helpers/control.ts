@@ -38,6 +38,11 @@ export function hostManager(
   });
 }
 
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
 /** Polls `fn` until it returns a truthy value or `timeoutMs` passes; throws with `what`. */
 export async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10000, everyMs = 50): Promise<T> {
   const end = Date.now() + timeoutMs;

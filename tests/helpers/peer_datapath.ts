@@ -5,6 +5,7 @@
  * @module
  */
 
+import { until } from "./control.ts";
 import { ok as assert } from "node:assert/strict";
 import {
   addrList,
@@ -49,11 +50,8 @@ export async function waitUntil(
   stepMs = 50,
 ): Promise<number> {
   const t0 = Date.now();
-  while (Date.now() - t0 < timeoutMs) {
-    if (await cond()) return Date.now() - t0;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  await until(what, cond, timeoutMs, stepMs);
+  return Date.now() - t0;
 }
 
 /** Asserts that every pair answered, naming the ones that did not. */
