@@ -4,16 +4,16 @@
  * @module
  */
 
-import { FlagError, type FlagValues, parseFlags, usage } from "./lib/flags.ts";
-import { createEtcdClient, parseEndpoints } from "./lib/etcd/client.ts";
-import { type DaemonState, runDaemon } from "./lib/daemon.ts";
-import { startHealth } from "./lib/health/start.ts";
-import { sdNotify } from "./lib/health/sd_notify.ts";
-import { startMemoryLog } from "./lib/health/memory.ts";
-import { selectExternalInterface } from "./lib/iface.ts";
-import { logger, setVerbosity } from "./lib/log.ts";
-import { DEFAULT_ENV_FILE, reloadVerbosity } from "./lib/log_reload.ts";
-import { VERSION } from "./lib/version.ts";
+import { FlagError, type FlagValues, parseFlags, usage } from "./lib/values/flags.ts";
+import { createEtcdClient, parseEndpoints } from "./lib/subnet/etcd_store.ts";
+import { type DaemonState, runDaemon } from "./lib/daemon/daemon.ts";
+import { startHealth } from "./lib/daemon/health/start.ts";
+import { sdNotify } from "./ffi/sd_notify.ts";
+import { startMemoryLog } from "./lib/daemon/health/memory.ts";
+import { selectExternalInterface } from "./lib/values/iface.ts";
+import { logger, setVerbosity } from "./lib/core/log.ts";
+import { DEFAULT_ENV_FILE, reloadVerbosity } from "./lib/daemon/log_reload.ts";
+import { VERSION } from "./lib/core/version.ts";
 
 const log = logger("main");
 
@@ -29,7 +29,9 @@ function parse(): FlagValues {
       Deno.stderr.writeSync(new TextEncoder().encode(usage()));
       Deno.exit(0);
     }
-    if (p.positionals.length > 0) fail(`unexpected argument ${JSON.stringify(p.positionals[0])} (flags only; see -h)`);
+    if (p.positionals.length > 0) {
+      fail(`unexpected argument ${JSON.stringify(p.positionals[0])} (flags only; see -h)`);
+    }
     return p.values;
   } catch (e) {
     if (e instanceof FlagError) fail(`${e.message} (see -h)`);
@@ -44,7 +46,9 @@ async function main(): Promise<number> {
     return 0;
   }
   setVerbosity(f["v"] as number);
-  if (f["kube-subnet-mgr"]) fail("--kube-subnet-mgr is not supported: this flanneld uses etcd only", 1);
+  if (f["kube-subnet-mgr"]) {
+    fail("--kube-subnet-mgr is not supported: this flanneld uses etcd only", 1);
+  }
   let endpoints: string[];
   try {
     endpoints = parseEndpoints(f["etcd-endpoints"] as string);
@@ -79,7 +83,11 @@ async function main(): Promise<number> {
   const envFile = Deno.env.get("FLANNELD_ENV_FILE") || DEFAULT_ENV_FILE;
   const argvLevel = parseFlags(Deno.args, {}).values["v"] as number;
   Deno.addSignalListener("SIGHUP", () => void reloadVerbosity(envFile, argvLevel));
-  log.info("starting flanneld", { version: VERSION, endpoints: endpoints.join(","), prefix: f["etcd-prefix"] });
+  log.info("starting flanneld", {
+    version: VERSION,
+    endpoints: endpoints.join(","),
+    prefix: f["etcd-prefix"],
+  });
   startMemoryLog(log); // FLANNEL_MEMORY_LOG_SECONDS or -v=2
   const state: DaemonState = { subnetEnvWritten: false };
   const health = startHealth({
@@ -90,31 +98,35 @@ async function main(): Promise<number> {
     port: f["healthz-port"] as number,
     state,
   });
-  const code = await runDaemon({
-    client,
-    prefix: f["etcd-prefix"] as string,
-    subnetFile: f["subnet-file"] as string,
-    ipMasq: f["ip-masq"] as boolean,
-    leaseTTLSeconds: f["subnet-lease-ttl"] as number,
-    renewMarginMinutes: f["subnet-lease-renew-margin"] as number,
-    selectInterface: (cfg) =>
-      selectExternalInterface({
-        iface: f["iface"] as string[],
-        ifaceRegex: f["iface-regex"] as string[],
-        ifaceCanReach: f["iface-can-reach"] as string,
-        publicIP: f["public-ip"] as string,
-        publicIPv6: f["public-ipv6"] as string,
-        enableIPv4: cfg.enableIPv4,
-        enableIPv6: cfg.enableIPv6,
-      }),
-    backendOptions: { reconcileIntervalSeconds: f["reconcile-interval"] },
-    rules: {
+  const code = await runDaemon(
+    {
+      client,
+      prefix: f["etcd-prefix"] as string,
+      subnetFile: f["subnet-file"] as string,
       ipMasq: f["ip-masq"] as boolean,
-      forwardRules: f["iptables-forward-rules"] as boolean,
-      fullyRandomDisable: f["ip-masq-fully-random-disable"] as boolean,
-      resyncSeconds: f["iptables-resync"] as number,
+      leaseTTLSeconds: f["subnet-lease-ttl"] as number,
+      renewMarginMinutes: f["subnet-lease-renew-margin"] as number,
+      selectInterface: (cfg) =>
+        selectExternalInterface({
+          iface: f["iface"] as string[],
+          ifaceRegex: f["iface-regex"] as string[],
+          ifaceCanReach: f["iface-can-reach"] as string,
+          publicIP: f["public-ip"] as string,
+          publicIPv6: f["public-ipv6"] as string,
+          enableIPv4: cfg.enableIPv4,
+          enableIPv6: cfg.enableIPv6,
+        }),
+      backendOptions: { reconcileIntervalSeconds: f["reconcile-interval"] },
+      rules: {
+        ipMasq: f["ip-masq"] as boolean,
+        forwardRules: f["iptables-forward-rules"] as boolean,
+        fullyRandomDisable: f["ip-masq-fully-random-disable"] as boolean,
+        resyncSeconds: f["iptables-resync"] as number,
+      },
     },
-  }, abort.signal, state);
+    abort.signal,
+    state,
+  );
   await health.stop();
   client.close();
   return code;

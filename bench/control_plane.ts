@@ -5,8 +5,8 @@
  * @module
  */
 
-import { formatIP4, parseCIDR4, parseIP4 } from "../lib/ip.ts";
-import { encodeLeaseAttrs } from "../lib/lease.ts";
+import { formatIP4, parseCIDR4, parseIP4 } from "../lib/core/ip.ts";
+import { encodeLeaseAttrs } from "../lib/values/lease.ts";
 import { type BackendType, Cluster, SUBNETS_PREFIX } from "../tests/helpers/cluster.ts";
 import { until } from "../tests/helpers/control.ts";
 import { LineProcess } from "../tests/helpers/line_process.ts";

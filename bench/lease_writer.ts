@@ -10,7 +10,7 @@
  * @module
  */
 
-import { createEtcdClient } from "../lib/etcd/client.ts";
+import { createEtcdClient } from "../lib/subnet/etcd_store.ts";
 import { mapLimit } from "../tests/helpers/ping.ts";
 
 /** Wall-clock milliseconds with sub-millisecond precision. */

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { backendFactory } from "../lib/backend/registry.ts";
+import { backendFactory } from "../lib/daemon/backends.ts";
 import { type BackendType, Cluster, type Container } from "../tests/helpers/cluster.ts";
 import { until } from "../tests/helpers/control.ts";
 import { buildKernelVxlan, buildRawUnderlay } from "./reference.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { backendFactory } from "../lib/backend/registry.ts";
+import { backendFactory } from "../lib/daemon/backends.ts";
 import type { BackendType } from "../tests/helpers/cluster.ts";
 import { benchControlPlane, type CpResult } from "./control_plane.ts";
 import { measurePath } from "./measure.ts";

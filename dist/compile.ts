@@ -4,7 +4,7 @@
  * the npm dependencies and the udp Worker modules embedded.
  *
  * The sources are staged in a temporary directory so that the version can be stamped into
- * `lib/version.ts` (from `--version`, `FLANNELD_BUILD_VERSION` or an exact git tag) without
+ * `lib/core/version.ts` (from `--version`, `FLANNELD_BUILD_VERSION` or an exact git tag) without
  * touching the checkout. `deno compile` needs the `denort` runtime of each target: from
  * `DENORT_BIN` or downloaded from dl.deno.land. Without one this exits with
  * {@link EXIT_NO_RUNTIME} and one clear line. `--print-permissions` prints the daemon's
@@ -104,7 +104,7 @@ function workerModules(root: string, dir = "lib"): string[] {
   return out.sort();
 }
 
-/** The version to stamp, or null to keep lib/version.ts as it is. */
+/** The version to stamp, or null to keep lib/core/version.ts as it is. */
 function buildVersion(flag: string | undefined): string | null {
   const v = flag ?? Deno.env.get("FLANNELD_BUILD_VERSION");
   if (v) return v.replace(/^v/, "");
@@ -124,12 +124,12 @@ function buildVersion(flag: string | undefined): string | null {
 
 const VERSION_RE = /export const VERSION = "([^"]*)";/;
 
-/** Stamps `version` (if given) into the staged lib/version.ts; returns the version built. */
+/** Stamps `version` (if given) into the staged lib/core/version.ts; returns the version built. */
 function stampVersion(stage: string, version: string | null): string {
-  const path = `${stage}/lib/version.ts`;
+  const path = `${stage}/lib/core/version.ts`;
   const src = Deno.readTextFileSync(path);
   const m = VERSION_RE.exec(src);
-  if (!m) fail(`no VERSION constant in lib/version.ts`);
+  if (!m) fail(`no VERSION constant in lib/core/version.ts`);
   if (version === null) return m[1];
   Deno.writeTextFileSync(
     path,

@@ -12,7 +12,12 @@
  * @module
  */
 
-const LIBC_CANDIDATES = ["libc.so.6", "libc.so", "/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6"];
+const LIBC_CANDIDATES = [
+  "libc.so.6",
+  "libc.so",
+  "/lib/x86_64-linux-gnu/libc.so.6",
+  "/lib/aarch64-linux-gnu/libc.so.6",
+];
 
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
@@ -41,7 +46,12 @@ const SYMBOLS = {
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   poll: { parameters: ["buffer", "u32", "i32"], result: "i32" },
   /** Same as poll, but runs on a Deno blocking-pool thread: for waiting without blocking the event loop. */
-  poll_async: { name: "poll", parameters: ["buffer", "u32", "i32"], result: "i32", nonblocking: true },
+  poll_async: {
+    name: "poll",
+    parameters: ["buffer", "u32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   if_indextoname: { parameters: ["u32", "buffer"], result: "pointer" },
@@ -52,7 +62,7 @@ const SYMBOLS = {
   setns: { parameters: ["i32", "i32"], result: "i32" },
   gettid: { parameters: [], result: "i32" },
   /**
-   * glibc: hands freed heap memory back to the kernel (see lib/health/memory.ts). Optional:
+   * glibc: hands freed heap memory back to the kernel (ffi/malloc.ts). Optional:
    * other libcs lack it, and a missing optional symbol is null instead of failing dlopen.
    */
   malloc_trim: { parameters: ["usize"], result: "i32", optional: true },
@@ -85,12 +95,43 @@ export function errno(): number {
 
 /** Symbolic names of the errnos we handle or report (Linux, x86_64 and aarch64 alike). */
 export const ERRNO: Record<string, number> = {
-  EPERM: 1, ENOENT: 2, ESRCH: 3, EINTR: 4, EIO: 5, ENXIO: 6, E2BIG: 7, EBADF: 9, EAGAIN: 11,
-  ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16, EEXIST: 17, ENODEV: 19, EINVAL: 22,
-  ENFILE: 23, EMFILE: 24, ENOSPC: 28, EPIPE: 32, ERANGE: 34, ENOBUFS: 105, EMSGSIZE: 90,
-  EPROTONOSUPPORT: 93, EOPNOTSUPP: 95, EADDRINUSE: 98, EADDRNOTAVAIL: 99, ENETDOWN: 100,
-  ENETUNREACH: 101, ECONNREFUSED: 111, EHOSTUNREACH: 113, ENOPROTOOPT: 92, ESOCKTNOSUPPORT: 94,
-  EAFNOSUPPORT: 97, ENOTSUP: 95, ENOTCONN: 107, ETIMEDOUT: 110,
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  EINVAL: 22,
+  ENFILE: 23,
+  EMFILE: 24,
+  ENOSPC: 28,
+  EPIPE: 32,
+  ERANGE: 34,
+  ENOBUFS: 105,
+  EMSGSIZE: 90,
+  EPROTONOSUPPORT: 93,
+  EOPNOTSUPP: 95,
+  EADDRINUSE: 98,
+  EADDRNOTAVAIL: 99,
+  ENETDOWN: 100,
+  ENETUNREACH: 101,
+  ECONNREFUSED: 111,
+  EHOSTUNREACH: 113,
+  ENOPROTOOPT: 92,
+  ESOCKTNOSUPPORT: 94,
+  EAFNOSUPPORT: 97,
+  ENOTSUP: 95,
+  ENOTCONN: 107,
+  ETIMEDOUT: 110,
 };
 const ERRNO_NAME = new Map(Object.entries(ERRNO).map(([k, v]) => [v, k]));
 
@@ -178,7 +219,12 @@ export function close(fd: number, quiet = false): void {
 }
 
 /** `ioctl(2)` with a pointer argument. */
-export function ioctl(fd: number, req: number, arg: Uint8Array<ArrayBuffer>, context?: string): number {
+export function ioctl(
+  fd: number,
+  req: number,
+  arg: Uint8Array<ArrayBuffer>,
+  context?: string,
+): number {
   return check("ioctl", lib.symbols.ioctl(fd, req, arg), context);
 }
 
@@ -189,7 +235,11 @@ export function ioctlValue(fd: number, req: number, value: number, context?: str
 
 /** `socket(2)`. */
 export function socket(domain: number, type: number, protocol: number): number {
-  return check("socket", lib.symbols.socket(domain, type, protocol), `domain ${domain} type ${type}`);
+  return check(
+    "socket",
+    lib.symbols.socket(domain, type, protocol),
+    `domain ${domain} type ${type}`,
+  );
 }
 
 /** `bind(2)`. */
@@ -198,10 +248,20 @@ export function bind(fd: number, addr: Uint8Array<ArrayBuffer>, context?: string
 }
 
 /** `setsockopt(2)` with an int value. */
-export function setsockoptInt(fd: number, level: number, opt: number, value: number, context?: string): void {
+export function setsockoptInt(
+  fd: number,
+  level: number,
+  opt: number,
+  value: number,
+  context?: string,
+): void {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setInt32(0, value, true);
-  check("setsockopt", lib.symbols.setsockopt(fd, level, opt, b, 4), context ?? `level ${level} opt ${opt}`);
+  check(
+    "setsockopt",
+    lib.symbols.setsockopt(fd, level, opt, b, 4),
+    context ?? `level ${level} opt ${opt}`,
+  );
 }
 
 /** `getsockopt(2)` for an int value. */
@@ -247,7 +307,9 @@ export function parseSockaddrIn(b: Uint8Array): { ip: number; port: number } {
  */
 export function sockaddrUn(path: string): Uint8Array<ArrayBuffer> {
   const name = enc.encode(path);
-  if (name.length === 0 || name.length > 107) throw new Error(`unix socket path too long or empty: ${path}`);
+  if (name.length === 0 || name.length > 107) {
+    throw new Error(`unix socket path too long or empty: ${path}`);
+  }
   const b = new Uint8Array(2 + name.length + 1);
   new DataView(b.buffer).setUint16(0, AF_UNIX, true);
   b.set(name, 2);

@@ -20,8 +20,8 @@ import { Cluster, type Host } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
 import { LineProcess } from "./helpers/line_process.ts";
 import { hostKernel, hostSubnet, waitUntil } from "./helpers/peer_datapath.ts";
-import { formatIP4, formatNet4, parseCIDR4 } from "../lib/ip.ts";
-import { formatMAC } from "../lib/mac.ts";
+import { formatIP4, formatNet4, parseCIDR4 } from "../lib/core/ip.ts";
+import { formatMAC } from "../lib/core/mac.ts";
 
 const isRoot = Deno.uid() === 0;
 const SECONDS = Number(Deno.env.get("FLANNEL_SOAK_SECONDS") ?? 60);
@@ -37,11 +37,17 @@ async function wantAndHave(c: Cluster, h: Host): Promise<{ want: string[]; have:
     const net = parseCIDR4(l.key.slice(l.key.lastIndexOf("/") + 1).replace("-", "/"))!;
     if (formatNet4(net) === own) continue;
     const mac = (l.value.BackendData as { VtepMAC: string }).VtepMAC;
-    want.push(`route ${formatNet4(net)} via ${formatIP4(net.ip)} onlink`, `neigh ${formatIP4(net.ip)} ${mac}`, `fdb ${mac} dst ${l.value.PublicIP}`);
+    want.push(
+      `route ${formatNet4(net)} via ${formatIP4(net.ip)} onlink`,
+      `neigh ${formatIP4(net.ip)} ${mac}`,
+      `fdb ${mac} dst ${l.value.PublicIP}`,
+    );
   }
   const k = hostKernel(h.ns, DEVICE);
   const have = [
-    ...k.routes.filter((r) => r.dev === k.link?.index).map((r) => `route ${formatNet4(r.dst)} via ${formatIP4(r.gw ?? 0)}${r.onlink ? " onlink" : ""}`),
+    ...k.routes.filter((r) => r.dev === k.link?.index).map((r) =>
+      `route ${formatNet4(r.dst)} via ${formatIP4(r.gw ?? 0)}${r.onlink ? " onlink" : ""}`
+    ),
     ...k.neighs.map((n) => `neigh ${formatIP4(n.ip)} ${n.mac ? formatMAC(n.mac) : "-"}`),
     ...k.fdbs.map((f) => `fdb ${formatMAC(f.mac)} dst ${formatIP4(f.dst ?? 0)}`),
   ];
@@ -59,17 +65,23 @@ function usage(h: Host): { fds: number; rssKB: number; heapMB: number } {
 
 /** Waits until every full host's kernel matches the leases; returns ms taken. */
 function converged(c: Cluster, what: string, timeoutMs = 20_000): Promise<number> {
-  return waitUntil(what, async () => {
-    for (const h of c.hosts) {
-      const { want, have } = await wantAndHave(c, h);
-      if (JSON.stringify(want) !== JSON.stringify(have)) return false;
-    }
-    return true;
-  }, timeoutMs, 250);
+  return waitUntil(
+    what,
+    async () => {
+      for (const h of c.hosts) {
+        const { want, have } = await wantAndHave(c, h);
+        if (JSON.stringify(want) !== JSON.stringify(have)) return false;
+      }
+      return true;
+    },
+    timeoutMs,
+    250,
+  );
 }
 
 Deno.test({
-  name: `host churn: ${LIGHT_HOSTS} lightweight hosts join and leave for ${SECONDS} s next to 3 vxlan daemons`,
+  name:
+    `host churn: ${LIGHT_HOSTS} lightweight hosts join and leave for ${SECONDS} s next to 3 vxlan daemons`,
   ignore: !isRoot,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -84,31 +96,56 @@ Deno.test({
   console.log(`seed ${SEED} (FLANNEL_CHURN_SEED=${SEED} replays it), ${SECONDS} s of churn`);
   // In etcd's namespace: the lightweight hosts reach the cluster's etcd there.
   const light = new LineProcess("churn hosts", "ip", [
-    "netns", "exec", c.etcdNs, Deno.execPath(), "run", "-A",
+    "netns",
+    "exec",
+    c.etcdNs,
+    Deno.execPath(),
+    "run",
+    "-A",
     new URL("./helpers/churn_hosts.ts", import.meta.url).pathname,
-    c.etcd.endpoint, String(LIGHT_HOSTS), String(SECONDS), String(SEED),
+    c.etcd.endpoint,
+    String(LIGHT_HOSTS),
+    String(SECONDS),
+    String(SEED),
   ]);
   try {
     await light.waitLine("JOINED", 30_000);
     const joinMs = await converged(c, "kernel state for the first leases");
     await sleep(3000);
     const warm = c.hosts.map(usage);
-    console.log(`  ${LIGHT_HOSTS} joined; full hosts programmed ${joinMs} ms later; after warm-up: ` +
-      warm.map((u, i) => `h${i} ${u.fds} fds, ${u.rssKB} kB RSS, ${u.heapMB} MB heap`).join("; "));
+    console.log(
+      `  ${LIGHT_HOSTS} joined; full hosts programmed ${joinMs} ms later; after warm-up: ` +
+        warm.map((u, i) => `h${i} ${u.fds} fds, ${u.rssKB} kB RSS, ${u.heapMB} MB heap`).join("; "),
+    );
 
-    const r: ChurnResult = JSON.parse((await light.waitLine("RESULT ", (SECONDS + 60) * 1000)).slice(7));
+    const r: ChurnResult = JSON.parse(
+      (await light.waitLine("RESULT ", (SECONDS + 60) * 1000)).slice(7),
+    );
     await light.status;
-    console.log(`  churn: ${r.joins} joins, ${r.leaves} leaves, ${r.checks} overlap checks, ${r.overlaps.length} overlaps; ${r.live.length} lightweight hosts left`);
+    console.log(
+      `  churn: ${r.joins} joins, ${r.leaves} leaves, ${r.checks} overlap checks, ${r.overlaps.length} overlaps; ${r.live.length} lightweight hosts left`,
+    );
     assertEquals(r.overlaps, [], "leases never overlap");
     assert(r.leaves >= SECONDS / 4, `churned: ${r.leaves} leaves`);
-    assert(!light.stderr.includes("SUBNET CHANGED"), `a lightweight host lost its subnet:\n${light.stderr}`);
-    assertEquals((await c.leases()).length, r.live.length + c.hosts.length, "etcd holds exactly the live hosts");
+    assert(
+      !light.stderr.includes("SUBNET CHANGED"),
+      `a lightweight host lost its subnet:\n${light.stderr}`,
+    );
+    assertEquals(
+      (await c.leases()).length,
+      r.live.length + c.hosts.length,
+      "etcd holds exactly the live hosts",
+    );
 
     const ms = await converged(c, "kernel state equal to the live leases");
     for (const h of c.hosts) {
       const { want, have } = await wantAndHave(c, h);
       assertEquals(have, want, `${h.name}'s ${DEVICE} entries`);
-      console.log(`  ${h.name}: ${have.length} entries = ${want.length / 3} peers × route/neigh/fdb (converged ${ms} ms after the churn)`);
+      console.log(
+        `  ${h.name}: ${have.length} entries = ${
+          want.length / 3
+        } peers × route/neigh/fdb (converged ${ms} ms after the churn)`,
+      );
     }
     await sleep(5000);
     const end = c.hosts.map(usage);
@@ -116,8 +153,12 @@ Deno.test({
       const [w, e] = [warm[i], end[i]];
       const grew = (e.rssKB - w.rssKB) / w.rssKB;
       const heapGrew = (e.heapMB - w.heapMB) / w.heapMB;
-      console.log(`  ${h.name}: fds ${w.fds} → ${e.fds}, RSS ${w.rssKB} → ${e.rssKB} kB (${(grew * 100).toFixed(1)} %), ` +
-        `live heap ${w.heapMB} → ${e.heapMB} MB (${(heapGrew * 100).toFixed(1)} %)`);
+      console.log(
+        `  ${h.name}: fds ${w.fds} → ${e.fds}, RSS ${w.rssKB} → ${e.rssKB} kB (${
+          (grew * 100).toFixed(1)
+        } %), ` +
+          `live heap ${w.heapMB} → ${e.heapMB} MB (${(heapGrew * 100).toFixed(1)} %)`,
+      );
       assert(e.fds <= w.fds + 4, `${h.name} leaks descriptors: ${w.fds} → ${e.fds}`);
       assert(grew <= 0.10, `${h.name} RSS grew ${(grew * 100).toFixed(1)} %`);
       assert(heapGrew <= 0.10, `${h.name} live heap grew ${(heapGrew * 100).toFixed(1)} %`);

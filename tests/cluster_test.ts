@@ -154,7 +154,10 @@ Deno.test({
   }
   // Each daemon follows the others: the first host saw the late joiner's lease arrive.
   const joiner = c.hostSubnetEnv(2)!.FLANNEL_SUBNET.replace(".1/", ".0/");
-  await until("h0 follows the joiner", () => c.daemonLog(0).includes(`lease added subnet=${joiner} peer=${c.host(2).ip}`));
+  await until(
+    "h0 follows the joiner",
+    () => c.daemonLog(0).includes(`lease added subnet=${joiner} peer=${c.host(2).ip}`),
+  );
   // A restarted daemon rewrites subnet.env with the same subnet.
   const before = c.hostSubnetEnv(0)!.FLANNEL_SUBNET;
   assertEquals((await c.restartDaemon(0)).FLANNEL_SUBNET, before, c.daemonLog(0));

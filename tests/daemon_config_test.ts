@@ -7,8 +7,8 @@
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { registryFor, until } from "./helpers/control.ts";
-import { waitForConfig } from "../lib/daemon.ts";
-import { setSink } from "../lib/log.ts";
+import { waitForConfig } from "../lib/daemon/daemon.ts";
+import { setSink } from "../lib/core/log.ts";
 
 Deno.test("config: missing, then invalid, then valid", async () => {
   await using etcd = await EtcdServer.start();
@@ -18,18 +18,29 @@ Deno.test("config: missing, then invalid, then valid", async () => {
   try {
     const abort = new AbortController();
     const got = waitForConfig(registry, 100, abort.signal);
-    await until("missing-config line", () => lines.some((l) => l.includes("flannel config not found")));
+    await until(
+      "missing-config line",
+      () => lines.some((l) => l.includes("flannel config not found")),
+    );
     assertStringIncludes(lines[0], "Did you create your config using etcdv3 API?");
     assertStringIncludes(lines[0], "/coreos.com/network/config");
     await new Promise((r) => setTimeout(r, 500)); // ~5 retries
     assertEquals(lines.length, 1, "the same problem is not logged on every retry");
 
-    await etcd.ctl("put", "/coreos.com/network/config", `{"Network":"10.5.0.0/16","SubnetMin":"10.5.1.128"}`);
+    await etcd.ctl(
+      "put",
+      "/coreos.com/network/config",
+      `{"Network":"10.5.0.0/16","SubnetMin":"10.5.1.128"}`,
+    );
     await until("invalid-config line", () => lines.length === 2);
     assertStringIncludes(lines[1], "SubnetMin is not on a SubnetLen boundary: 10.5.1.128");
     assertStringIncludes(lines[1], "(field SubnetMin)");
 
-    await etcd.ctl("put", "/coreos.com/network/config", `{"network":"10.6.0.0/16","backend":{"type":"ALLOC"}}`);
+    await etcd.ctl(
+      "put",
+      "/coreos.com/network/config",
+      `{"network":"10.6.0.0/16","backend":{"type":"ALLOC"}}`,
+    );
     const cfg = await got;
     assert(cfg);
     assertEquals(cfg.backendType, "alloc");

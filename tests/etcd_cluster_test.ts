@@ -8,12 +8,16 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { hostManager, recorder, until } from "./helpers/control.ts";
 import { EtcdCluster } from "./helpers/etcd_cluster.ts";
-import { createEtcdClient } from "../lib/etcd/client.ts";
+import { createEtcdClient } from "../lib/subnet/etcd_store.ts";
 import { SubnetRegistry } from "../lib/subnet/registry.ts";
 
 const PREFIX = "/coreos.com/network";
 const P = `${PREFIX}/subnets`;
-const CONFIG = JSON.stringify({ Network: "10.5.0.0/16", SubnetMin: "10.5.100.0", Backend: { Type: "alloc" } });
+const CONFIG = JSON.stringify({
+  Network: "10.5.0.0/16",
+  SubnetMin: "10.5.100.0",
+  Backend: { Type: "alloc" },
+});
 
 Deno.test({
   name: "etcd cluster: leader, then a follower killed — no lease loss, no missed event",
@@ -43,16 +47,21 @@ Deno.test({
       const del = n % 4 === 0; // every fourth event removes the previous peer
       const subnet = `10.5.${del ? n - 1 : n}.0`;
       const key = `${P}/${subnet}-24`;
-      await until(`event ${n} written`, async () => {
-        try {
-          if (del) await ec.ctl("del", key);
-          else await ec.ctl("put", key, `{"PublicIP":"192.168.1.${n}","PublicIPv6":null}`);
-          return true;
-        } catch {
-          const there = (await ec.ctl("get", key, "--keys-only")).includes(key);
-          return del ? !there : there;
-        }
-      }, 20_000, 200);
+      await until(
+        `event ${n} written`,
+        async () => {
+          try {
+            if (del) await ec.ctl("del", key);
+            else await ec.ctl("put", key, `{"PublicIP":"192.168.1.${n}","PublicIPv6":null}`);
+            return true;
+          } catch {
+            const there = (await ec.ctl("get", key, "--keys-only")).includes(key);
+            return del ? !there : there;
+          }
+        },
+        20_000,
+        200,
+      );
       want.push(`${del ? "removed" : "added"}:${subnet}/24`);
     };
     const events = async (k: number) => {
@@ -78,7 +87,9 @@ Deno.test({
       const renewals = m.stats.renewals;
       await until(`a renewal without the ${role}`, () => m.stats.renewals > renewals, 15_000, 100);
       console.log(
-        `killed ${role}: ${want.length} events checked in order; member down ${((Date.now() - t0) / 1000).toFixed(1)} s; ` +
+        `killed ${role}: ${want.length} events checked in order; member down ${
+          ((Date.now() - t0) / 1000).toFixed(1)
+        } s; ` +
           `renewals ${m.stats.renewals}, renew failures ${m.stats.renewFailures}, watch reconnects ${w.stats.reconnects}`,
       );
       await victim.resume();

@@ -13,8 +13,8 @@ import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts"
 import { hostManager, registryFor, until } from "./helpers/control.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { makeTestPKI } from "./helpers/tls_certs.ts";
-import { createEtcdClient } from "../lib/etcd/client.ts";
-import { formatNet4 } from "../lib/ip.ts";
+import { createEtcdClient } from "../lib/subnet/etcd_store.ts";
+import { formatNet4 } from "../lib/core/ip.ts";
 import { SubnetRegistry } from "../lib/subnet/registry.ts";
 
 const PREFIX = "/coreos.com/network";
@@ -22,7 +22,8 @@ const CONFIG = JSON.stringify({ Network: "10.5.0.0/16", Backend: { Type: "alloc"
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
-const isRunning = (p: Deno.ChildProcess) => Promise.race([p.status.then(() => false), new Promise<boolean>((r) => setTimeout(r, 50, true))]);
+const isRunning = (p: Deno.ChildProcess) =>
+  Promise.race([p.status.then(() => false), new Promise<boolean>((r) => setTimeout(r, 50, true))]);
 
 /** Splits a text stream into lines. */
 function lineSplitter(): TransformStream<string, string> {
@@ -40,7 +41,12 @@ function lineSplitter(): TransformStream<string, string> {
 }
 
 /** Changes a user's password (etcdctl reads it from stdin), authenticated as `as`. */
-async function setPassword(etcd: EtcdServer, as: string[], user: string, password: string): Promise<void> {
+async function setPassword(
+  etcd: EtcdServer,
+  as: string[],
+  user: string,
+  password: string,
+): Promise<void> {
   const p = new Deno.Command("etcdctl", {
     args: [`--endpoints=${etcd.endpoint}`, ...as, "user", "passwd", user, "--interactive=false"],
     stdin: "piped",
@@ -88,7 +94,11 @@ Deno.test({
   });
   // Without a client certificate the server refuses the handshake; under a name the
   // certificate does not carry (it has IP:127.0.0.1 only) we refuse the server.
-  const anonymous = createEtcdClient({ endpoints: [etcd.endpoint], caFile: pki.caCert, callTimeoutMs: 3000 });
+  const anonymous = createEtcdClient({
+    endpoints: [etcd.endpoint],
+    caFile: pki.caCert,
+    callTimeoutMs: 3000,
+  });
   const misnamed = createEtcdClient({
     endpoints: [etcd.endpoint.replace("127.0.0.1", "localhost")],
     keyFile: pki.clientKey,
@@ -100,12 +110,22 @@ Deno.test({
     const got = await leaseThrough(new SubnetRegistry(client, PREFIX), "192.168.0.1");
     const keys = await etcd.ctl("get", "--prefix", `${PREFIX}/subnets`, "--keys-only");
     assertStringIncludes(keys, got.split(" as ")[1]);
-    const refused = await anonymous.get(`${PREFIX}/config`).string().then(() => "answered", (e) => String(e));
+    const refused = await anonymous.get(`${PREFIX}/config`).string().then(
+      () => "answered",
+      (e) => String(e),
+    );
     assert(refused !== "answered", "etcd answered a client without a certificate");
-    const unverified = await misnamed.get(`${PREFIX}/config`).string().then(() => "answered", (e) => String(e));
+    const unverified = await misnamed.get(`${PREFIX}/config`).string().then(
+      () => "answered",
+      (e) => String(e),
+    );
     assert(unverified !== "answered", "a server certificate without the host's name was accepted");
-    console.log(`TLS: leased ${got} with a client certificate; without one: ${refused.split("\n")[0].slice(0, 100)}; ` +
-      `as "localhost": ${unverified.split("\n")[0].slice(0, 120)}`);
+    console.log(
+      `TLS: leased ${got} with a client certificate; without one: ${
+        refused.split("\n")[0].slice(0, 100)
+      }; ` +
+        `as "localhost": ${unverified.split("\n")[0].slice(0, 120)}`,
+    );
   } finally {
     client.close();
     anonymous.close();
@@ -115,7 +135,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "etcd auth: right password leases; wrong password → one clear line, retries until fixed in etcd",
+  name:
+    "etcd auth: right password leases; wrong password → one clear line, retries until fixed in etcd",
   sanitizeOps: false,
   sanitizeResources: false,
 }, async () => {
@@ -127,17 +148,30 @@ Deno.test({
   await etcd.ctl("auth", "enable");
   // Auth is on: anonymous requests are refused.
   const { client: anon } = registryFor(etcd);
-  const good = createEtcdClient({ endpoints: [etcd.endpoint], username: "root", password: "s3cret", callTimeoutMs: 3000 });
+  const good = createEtcdClient({
+    endpoints: [etcd.endpoint],
+    username: "root",
+    password: "s3cret",
+    callTimeoutMs: 3000,
+  });
   try {
-    const anonErr = await anon.get(`${PREFIX}/config`).string().then(() => "answered", (e) => String(e));
+    const anonErr = await anon.get(`${PREFIX}/config`).string().then(
+      () => "answered",
+      (e) => String(e),
+    );
     assert(anonErr !== "answered", "etcd answered without credentials");
     const got = await leaseThrough(new SubnetRegistry(good, PREFIX), "192.168.0.2");
-    assertStringIncludes(await etcd.ctl(...root, "get", "--prefix", `${PREFIX}/subnets`, "--keys-only"), got.split(" as ")[1]);
+    assertStringIncludes(
+      await etcd.ctl(...root, "get", "--prefix", `${PREFIX}/subnets`, "--keys-only"),
+      got.split(" as ")[1],
+    );
 
     const runFor = 5000;
     const child = new Deno.Command(Deno.execPath(), {
       args: [
-        "run", "-A", MAIN,
+        "run",
+        "-A",
+        MAIN,
         `--etcd-endpoints=${etcd.endpoint}`,
         "--etcd-username=root",
         "--etcd-password=wrong",
@@ -157,11 +191,23 @@ Deno.test({
       await new Promise((r) => setTimeout(r, runFor));
       const authLines = lines.filter((l) => /authenticat/i.test(l));
       const errorLines = lines.filter((l) => l.startsWith("E"));
-      console.log(`wrong password, ${runFor / 1000} s: ${lines.length} lines, ${authLines.length} naming authentication:\n  ${lines.join("\n  ")}`);
-      assert(authLines.length >= 1 && authLines.length <= 3, `lines naming authentication: ${authLines.length}\n${lines.join("\n")}`);
+      console.log(
+        `wrong password, ${
+          runFor / 1000
+        } s: ${lines.length} lines, ${authLines.length} naming authentication:\n  ${
+          lines.join("\n  ")
+        }`,
+      );
+      assert(
+        authLines.length >= 1 && authLines.length <= 3,
+        `lines naming authentication: ${authLines.length}\n${lines.join("\n")}`,
+      );
       assert(errorLines.length <= 3, `error lines: ${errorLines.length}\n${lines.join("\n")}`);
       assert(!lines.some((l) => /^\s+at /.test(l)), `a stack trace:\n${lines.join("\n")}`);
-      assert(authLines.some((l) => /invalid user ID or password/.test(l)), "the line says what is wrong");
+      assert(
+        authLines.some((l) => /invalid user ID or password/.test(l)),
+        "the line says what is wrong",
+      );
       assert(!(await exists(`${dir}/subnet.env`)), "no subnet.env without etcd");
       assert(await isRunning(child), "the daemon keeps running (retrying)");
 
@@ -171,8 +217,17 @@ Deno.test({
       await etcd.ctl(...root, "del", `${PREFIX}/config`);
       const t0 = Date.now();
       await setPassword(etcd, root, "root", "wrong");
-      await until("the daemon past authentication", () => lines.some((l) => l.includes("flannel config not found")), 15_000, 100);
-      console.log(`password fixed in etcd: the daemon got through ${((Date.now() - t0) / 1000).toFixed(1)} s later, without a restart`);
+      await until(
+        "the daemon past authentication",
+        () => lines.some((l) => l.includes("flannel config not found")),
+        15_000,
+        100,
+      );
+      console.log(
+        `password fixed in etcd: the daemon got through ${
+          ((Date.now() - t0) / 1000).toFixed(1)
+        } s later, without a restart`,
+      );
     } finally {
       try {
         child.kill("SIGTERM");

@@ -23,15 +23,24 @@ const get = (h: Host, path: string) => healthGet(h, HEALTH_PORT, path);
 const metrics = (h: Host): Promise<Map<string, ParsedFamily>> => scrapeMetrics(h, HEALTH_PORT);
 
 /** Polls /readyz every 250 ms until its status is `want`; returns seconds taken and the last body. */
-async function readyzUntil(h: Host, want: number, limitS: number, also = (_b: string) => true): Promise<{ s: number; body: string }> {
+async function readyzUntil(
+  h: Host,
+  want: number,
+  limitS: number,
+  also = (_b: string) => true,
+): Promise<{ s: number; body: string }> {
   const t0 = Date.now();
   let last = { status: 0, body: "" };
   while (Date.now() - t0 < limitS * 1000) {
     last = await get(h, "/readyz");
-    if (last.status === want && also(last.body)) return { s: (Date.now() - t0) / 1000, body: last.body };
+    if (last.status === want && also(last.body)) {
+      return { s: (Date.now() - t0) / 1000, body: last.body };
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
-  throw new Error(`/readyz on ${h.name} not ${want} within ${limitS} s; last ${last.status}: ${last.body}`);
+  throw new Error(
+    `/readyz on ${h.name} not ${want} within ${limitS} s; last ${last.status}: ${last.body}`,
+  );
 }
 
 Deno.test({
@@ -44,7 +53,10 @@ Deno.test({
   const notify = new NotifySocket(`${dir}/notify.sock`);
   const t0 = Date.now();
   // h0 runs under a fake systemd: notify socket and a 1 s watchdog (pings every 0.5 s).
-  const cmd = (host: string) => host === "h0" ? ["env", `NOTIFY_SOCKET=${notify.path}`, "WATCHDOG_USEC=1000000", ...DEFAULT_DAEMON_COMMAND] : DEFAULT_DAEMON_COMMAND;
+  const cmd = (host: string) =>
+    host === "h0"
+      ? ["env", `NOTIFY_SOCKET=${notify.path}`, "WATCHDOG_USEC=1000000", ...DEFAULT_DAEMON_COMMAND]
+      : DEFAULT_DAEMON_COMMAND;
   await using c = await Cluster.create({
     hosts: 2,
     containersPerHost: 1,
@@ -78,19 +90,31 @@ Deno.test({
       assertEquals(metricValue(before, "flannel_watch_connected"), 1);
       assertEquals(metricValue(before, "flannel_peers_known"), 1);
       const info = before.get("flannel_lease_info")!.samples[0].labels;
-      assertEquals(`${info.subnet.split("/")[0].replace(/\.0$/, ".1")}/${info.subnet.split("/")[1]}`, env1.FLANNEL_SUBNET);
+      assertEquals(
+        `${info.subnet.split("/")[0].replace(/\.0$/, ".1")}/${info.subnet.split("/")[1]}`,
+        env1.FLANNEL_SUBNET,
+      );
       assert(metricValue(before, "flannel_lease_expiry_timestamp_seconds")! > Date.now() / 1000);
       const rx0 = metricValue(before, "flannel_backend_packets_total", { direction: "rx" }) ?? 0;
-      const bad0 = metricValue(before, "flannel_backend_dropped_packets_total", { direction: "rx", reason: "malformed" }) ?? 0;
+      const bad0 = metricValue(before, "flannel_backend_dropped_packets_total", {
+        direction: "rx",
+        reason: "malformed",
+      }) ?? 0;
 
       const p = await c.ping(h0.containers[0].ns, h1.containers[0].ip!, { count: 5 });
       assert(p.ok && p.loss === 0, p.output);
-      await injectUdp(h0.ns, h0.ip, h1.ip, DEFAULT_UDP_PORT, [new Uint8Array([0x45, 1, 2]), new Uint8Array([0, 0, 0, 0, 0])]);
+      await injectUdp(h0.ns, h0.ip, h1.ip, DEFAULT_UDP_PORT, [
+        new Uint8Array([0x45, 1, 2]),
+        new Uint8Array([0, 0, 0, 0, 0]),
+      ]);
       await new Promise((r) => setTimeout(r, 300));
 
       const after = await metrics(h1);
       const rx1 = metricValue(after, "flannel_backend_packets_total", { direction: "rx" })!;
-      const bad1 = metricValue(after, "flannel_backend_dropped_packets_total", { direction: "rx", reason: "malformed" })!;
+      const bad1 = metricValue(after, "flannel_backend_dropped_packets_total", {
+        direction: "rx",
+        reason: "malformed",
+      })!;
       const tx1 = metricValue(after, "flannel_backend_packets_total", { direction: "tx" })!;
       console.log(`h1 rx packets ${rx0} → ${rx1}, tx ${tx1}, rx malformed drops ${bad0} → ${bad1}`);
       assert(rx1 - rx0 >= 5, `rx packets rose by ${rx1 - rx0}`);
@@ -105,8 +129,17 @@ Deno.test({
       const down = await readyzUntil(h0, 503, 20);
       console.log(`etcd stopped: /readyz 503 after ${down.s.toFixed(1)} s:\n${down.body}`);
       assertStringIncludes(down.body, "flanneld is not ready yet\n");
-      const named = await readyzUntil(h0, 503, 20 - (Date.now() - tStop) / 1000, (b) => b.includes("etcd not answering for"));
-      console.log(`"etcd not answering" reported ${((Date.now() - tStop) / 1000).toFixed(1)} s after the stop:\n${named.body}`);
+      const named = await readyzUntil(
+        h0,
+        503,
+        20 - (Date.now() - tStop) / 1000,
+        (b) => b.includes("etcd not answering for"),
+      );
+      console.log(
+        `"etcd not answering" reported ${
+          ((Date.now() - tStop) / 1000).toFixed(1)
+        } s after the stop:\n${named.body}`,
+      );
       assertEquals((await get(h0, "/healthz")).status, 200, "liveness is unaffected");
       const m = await metrics(h0);
       assertEquals(metricValue(m, "flannel_ready"), 0);
@@ -114,30 +147,42 @@ Deno.test({
       // Watchdog pings stop while not ready (allow one already in flight at the flip).
       const wdDown = notify.messages.slice(wd0).filter((x) => x === "WATCHDOG=1").length;
       await new Promise((r) => setTimeout(r, 1500));
-      assert(notify.messages.slice(wd0).filter((x) => x === "WATCHDOG=1").length - wdDown <= 1, "no watchdog pings while not ready");
+      assert(
+        notify.messages.slice(wd0).filter((x) => x === "WATCHDOG=1").length - wdDown <= 1,
+        "no watchdog pings while not ready",
+      );
 
       const tBack = Date.now();
       await c.etcd.resume();
       const up = await readyzUntil(h0, 200, 30);
-      console.log(`etcd back: /readyz 200 ${((Date.now() - tBack) / 1000).toFixed(1)} s after restart (${up.s.toFixed(1)} s after etcd answered)`);
+      console.log(
+        `etcd back: /readyz 200 ${((Date.now() - tBack) / 1000).toFixed(1)} s after restart (${
+          up.s.toFixed(1)
+        } s after etcd answered)`,
+      );
       await readyzUntil(h1, 200, 15);
       await notify.waitFor((x) => x === "WATCHDOG=1", 5000, notify.messages.length);
     });
 
-    await t.step("etcd frozen (SIGSTOP: connections stay open) → 503 from the probe; SIGCONT → 200", async () => {
-      const pids = (await nsExec(c.etcdNs, "ip", ["netns", "pids", c.etcdNs])).stdout.trim().split(/\s+/).filter(Boolean);
-      assert(pids.length > 0, "etcd pid");
-      const signal = (sig: string) => Promise.all(pids.map((p) => nsExec(c.etcdNs, "kill", [`-${sig}`, p])));
-      await signal("STOP");
-      try {
-        const down = await readyzUntil(h0, 503, 20, (b) => b.includes("etcd not answering for"));
-        console.log(`etcd frozen: /readyz 503 after ${down.s.toFixed(1)} s:\n${down.body}`);
-      } finally {
-        await signal("CONT");
-      }
-      const up = await readyzUntil(h0, 200, 30);
-      console.log(`etcd thawed: /readyz 200 after ${up.s.toFixed(1)} s`);
-    });
+    await t.step(
+      "etcd frozen (SIGSTOP: connections stay open) → 503 from the probe; SIGCONT → 200",
+      async () => {
+        const pids = (await nsExec(c.etcdNs, "ip", ["netns", "pids", c.etcdNs])).stdout.trim()
+          .split(/\s+/).filter(Boolean);
+        assert(pids.length > 0, "etcd pid");
+        const signal = (sig: string) =>
+          Promise.all(pids.map((p) => nsExec(c.etcdNs, "kill", [`-${sig}`, p])));
+        await signal("STOP");
+        try {
+          const down = await readyzUntil(h0, 503, 20, (b) => b.includes("etcd not answering for"));
+          console.log(`etcd frozen: /readyz 503 after ${down.s.toFixed(1)} s:\n${down.body}`);
+        } finally {
+          await signal("CONT");
+        }
+        const up = await readyzUntil(h0, 200, 30);
+        console.log(`etcd thawed: /readyz 200 after ${up.s.toFixed(1)} s`);
+      },
+    );
 
     await t.step("SIGTERM → STOPPING=1", async () => {
       const st = await c.stopDaemon(h0);
@@ -156,7 +201,11 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
 }, async () => {
-  await using c = await Cluster.create({ hosts: 2, backend: "host-gw", daemonArgs: [`--healthz-port=${HEALTH_PORT}`] });
+  await using c = await Cluster.create({
+    hosts: 2,
+    backend: "host-gw",
+    daemonArgs: [`--healthz-port=${HEALTH_PORT}`],
+  });
   const [h0, h1] = c.hosts;
   const sub0 = c.hostSubnetEnv(h0)!.FLANNEL_SUBNET.replace(/\.1\//, ".0/");
   await readyzUntil(h1, 200, 10);
@@ -172,7 +221,16 @@ Deno.test({
     if ((metricValue(after, "flannel_backend_repairs_total", { kind: "route" }) ?? 0) > 0) break;
     await new Promise((r) => setTimeout(r, 250));
   }
-  const byKind = after.get("flannel_backend_repairs_total")?.samples.map((s) => `${s.labels.kind}=${s.value}`).join(" ");
-  console.log(`route to ${sub0} deleted on h1: repairs ${r0} → ${metricValue(after, "flannel_backend_repairs_total")} (${byKind}) after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  assert((metricValue(after, "flannel_backend_repairs_total", { kind: "route" }) ?? 0) >= 1, "route repair counted");
+  const byKind = after.get("flannel_backend_repairs_total")?.samples.map((s) =>
+    `${s.labels.kind}=${s.value}`
+  ).join(" ");
+  console.log(
+    `route to ${sub0} deleted on h1: repairs ${r0} → ${
+      metricValue(after, "flannel_backend_repairs_total")
+    } (${byKind}) after ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  assert(
+    (metricValue(after, "flannel_backend_repairs_total", { kind: "route" }) ?? 0) >= 1,
+    "route repair counted",
+  );
 });

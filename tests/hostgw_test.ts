@@ -9,7 +9,7 @@ import {
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
-import { equal4, formatIP4, formatNet4, type IP4Net, parseIP4 } from "../lib/ip.ts";
+import { equal4, formatIP4, formatNet4, type IP4Net, parseIP4 } from "../lib/core/ip.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { Daemon, DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
 import {

@@ -9,7 +9,7 @@
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
 import { Cluster } from "./helpers/cluster.ts";
 import { nsExec, run } from "./helpers/netns.ts";
-import { VERSION } from "../lib/version.ts";
+import { VERSION } from "../lib/core/version.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const INSTALL = `${REPO}install.sh`;

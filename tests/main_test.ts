@@ -4,7 +4,7 @@
  */
 
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
-import { VERSION } from "../lib/version.ts";
+import { VERSION } from "../lib/core/version.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -15,7 +15,11 @@ async function flanneld(args: string[], env: Record<string, string> = {}) {
     stdout: "piped",
     stderr: "piped",
   }).output();
-  return { code: r.code, stdout: new TextDecoder().decode(r.stdout), stderr: new TextDecoder().decode(r.stderr) };
+  return {
+    code: r.code,
+    stdout: new TextDecoder().decode(r.stdout),
+    stderr: new TextDecoder().decode(r.stderr),
+  };
 }
 
 Deno.test("--version and -version print the version to stderr and exit 0", async () => {
@@ -29,7 +33,15 @@ Deno.test("--version and -version print the version to stderr and exit 0", async
 Deno.test("-h prints every flag and exits 0", async () => {
   const r = await flanneld(["-h"]);
   assertEquals(r.code, 0);
-  for (const f of ["-etcd-endpoints string", "-iface value", "-ip-masq", "-subnet-lease-renew-margin int", "-healthz-port int"]) {
+  for (
+    const f of [
+      "-etcd-endpoints string",
+      "-iface value",
+      "-ip-masq",
+      "-subnet-lease-renew-margin int",
+      "-healthz-port int",
+    ]
+  ) {
     assertStringIncludes(r.stderr, f);
   }
 });
@@ -39,12 +51,12 @@ Deno.test("bad flags: one line, exit 2", async () => {
     [["--no-such-flag"], {}, "flag provided but not defined: -no-such-flag"],
     [["-etcd-endpoints"], {}, "flag needs an argument: -etcd-endpoints"],
     [["-subnet-lease-renew-margin=0"], {}, "must be between 1 and 1439"],
-    [["-healthz-port", "http"], {}, "invalid value \"http\" for flag -healthz-port"],
-    [["-ip-masq=maybe"], {}, "invalid boolean value \"maybe\" for -ip-masq"],
+    [["-healthz-port", "http"], {}, 'invalid value "http" for flag -healthz-port'],
+    [["-ip-masq=maybe"], {}, 'invalid boolean value "maybe" for -ip-masq'],
     [[], { FLANNELD_SUBNET_LEASE_RENEW_MARGIN: "2000" }, "FLANNELD_SUBNET_LEASE_RENEW_MARGIN"],
     [["--etcd-endpoints=127.0.0.1:2379"], {}, "is not a URL (want http://host:port)"],
     [["--etcd-endpoints=unix:///x"], {}, "must use http or https"],
-    [["-v=1", "extra"], {}, "unexpected argument \"extra\""],
+    [["-v=1", "extra"], {}, 'unexpected argument "extra"'],
   ];
   for (const [args, env, want] of cases) {
     const r = await flanneld(args, env);

@@ -40,9 +40,9 @@ import {
   vxlanCreate,
 } from "../ffi/netlink/mod.ts";
 import { getTxChecksum, setTxChecksum } from "../ffi/ethtool.ts";
-import { formatIP4, formatIP6, parseCIDR4, parseIP4, parseIP6 } from "../lib/ip.ts";
-import { formatMAC, parseMAC } from "../lib/mac.ts";
-import { selectExtIface } from "../lib/iface.ts";
+import { formatIP4, formatIP6, parseCIDR4, parseIP4, parseIP6 } from "../lib/core/ip.ts";
+import { formatMAC, parseMAC } from "../lib/core/mac.ts";
+import { selectExtIface } from "../lib/values/iface.ts";
 import { bridgeJSON, createTestNetns, inNetns, ipJSON } from "./helpers/netlink_ns.ts";
 import { deleteNetnsSync, ip } from "./helpers/netns.ts";
 

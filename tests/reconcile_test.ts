@@ -9,9 +9,9 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { linkByName, NetlinkSocket, routeList } from "../ffi/netlink/mod.ts";
 import type { PeerDataPath } from "../lib/backend/reconcile.ts";
 import { PeerReconciler } from "../lib/backend/reconcile.ts";
-import { equal4, type IP4Net, parseCIDR4, parseIP4 } from "../lib/ip.ts";
-import type { Lease } from "../lib/lease.ts";
-import { logger } from "../lib/log.ts";
+import { equal4, type IP4Net, parseCIDR4, parseIP4 } from "../lib/core/ip.ts";
+import type { Lease } from "../lib/values/lease.ts";
+import { logger } from "../lib/core/log.ts";
 import { createTestNetns, inNetns } from "./helpers/netlink_ns.ts";
 import { ip, run } from "./helpers/netns.ts";
 import { waitUntil } from "./helpers/peer_datapath.ts";

@@ -12,7 +12,7 @@ import { Cluster, type Host } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
 import { hostSubnet, leaseKey, logCount, waitUntil } from "./helpers/peer_datapath.ts";
 import { firstReplyAfter, longestGap, pingTimes } from "./helpers/ping_times.ts";
-import { formatNet4 } from "../lib/ip.ts";
+import { formatNet4 } from "../lib/core/ip.ts";
 
 const isRoot = Deno.uid() === 0;
 
@@ -22,7 +22,9 @@ function cluster(backend: "udp" | "vxlan", envDir: string): Promise<Cluster> {
     hosts: 2,
     containersPerHost: 1,
     backend,
-    daemonCommand: (host) => ["env", `FLANNELD_ENV_FILE=${envDir}/${host}.env`, ...DEFAULT_DAEMON_COMMAND],
+    daemonCommand: (
+      host,
+    ) => ["env", `FLANNELD_ENV_FILE=${envDir}/${host}.env`, ...DEFAULT_DAEMON_COMMAND],
   });
 }
 
@@ -30,7 +32,10 @@ function cluster(backend: "udp" | "vxlan", envDir: string): Promise<Cluster> {
  * SIGKILLs `h`'s daemon under a 50 ms ping from the other host's container and starts it
  * again; returns ms from the restart to the first reply, the longest gap, and the losses.
  */
-async function killAndRestart(c: Cluster, h: Host): Promise<{ backMs: number; gapMs: number; lost: number }> {
+async function killAndRestart(
+  c: Cluster,
+  h: Host,
+): Promise<{ backMs: number; gapMs: number; lost: number }> {
   const from = c.hosts.find((x) => x !== h)!.containers[0];
   const before = c.hostSubnetEnv(h)!.FLANNEL_SUBNET;
   const pinging = pingTimes(from.ns, h.containers[0].ip!, 8);
@@ -47,8 +52,10 @@ async function killAndRestart(c: Cluster, h: Host): Promise<{ backMs: number; ga
   const first = firstReplyAfter(p, tStart);
   assert(first !== null, `no reply after the restart:\n${p.output.slice(-2000)}`);
   const r = { backMs: first - tStart, gapMs: longestGap(p), lost: p.sent - p.replies.length };
-  console.log(`  SIGKILL ${h.name} + restart: subnet.env after ${envMs} ms, first reply ${r.backMs} ms after the start; ` +
-    `longest gap ${r.gapMs} ms, ${r.lost}/${p.sent} echoes lost`);
+  console.log(
+    `  SIGKILL ${h.name} + restart: subnet.env after ${envMs} ms, first reply ${r.backMs} ms after the start; ` +
+      `longest gap ${r.gapMs} ms, ${r.lost}/${p.sent} echoes lost`,
+  );
   return r;
 }
 
@@ -89,17 +96,31 @@ Deno.test({
         else await Deno.writeTextFile(file, content);
         const n0 = logCount(c, h1, expect);
         Deno.kill(h1.daemon.pid!, "SIGHUP");
-        const ms = await waitUntil(`"${expect}" in ${h1.name}'s log`, () => logCount(c, h1, expect) > n0, 5000);
+        const ms = await waitUntil(
+          `"${expect}" in ${h1.name}'s log`,
+          () => logCount(c, h1, expect) > n0,
+          5000,
+        );
         await sleep(200);
         assertEquals(logCount(c, h1, expect), n0 + 1, `exactly one line "${expect}"`);
-        console.log(`  SIGHUP with ${content === null ? "no file" : JSON.stringify(content)}: "${expect}" after ${ms} ms`);
+        console.log(
+          `  SIGHUP with ${
+            content === null ? "no file" : JSON.stringify(content)
+          }: "${expect}" after ${ms} ms`,
+        );
       };
-      await hup("# flanneld\nFLANNELD_ETCD_PREFIX=/coreos.com/network\nFLANNELD_V=3\n", "log level now 3 (was 0)");
+      await hup(
+        "# flanneld\nFLANNELD_ETCD_PREFIX=/coreos.com/network\nFLANNELD_V=3\n",
+        "log level now 3 (was 0)",
+      );
       await hup(null, "cannot read");
       await hup("FLANNELD_V=lots\n", 'invalid value "lots" for FLANNELD_V');
       await hup("export FLANNELD_V='5'\n", "log level now 5 (was 3)");
       await hup("# FLANNELD_V commented out\n", "log level now 0 (was 5)");
-      assert(await h1.daemon.alive(), `daemon exited after SIGHUP:\n${c.daemonLog(h1).slice(-2000)}`);
+      assert(
+        await h1.daemon.alive(),
+        `daemon exited after SIGHUP:\n${c.daemonLog(h1).slice(-2000)}`,
+      );
     });
   } finally {
     await Deno.remove(envDir, { recursive: true }).catch(() => {});

@@ -13,7 +13,7 @@ import {
   ok as assert,
 } from "node:assert/strict";
 import { internetChecksum } from "../lib/backend/udp/packet.ts";
-import { contains4, formatIP4, parseCIDR4 } from "../lib/ip.ts";
+import { contains4, formatIP4, parseCIDR4 } from "../lib/core/ip.ts";
 import { LineProcess } from "./helpers/line_process.ts";
 import {
   addBridge,

@@ -11,7 +11,7 @@ import {
   ok as assert,
 } from "node:assert/strict";
 import { DEFAULT_UDP_PORT } from "../lib/backend/udp/backend.ts";
-import { formatIP4 } from "../lib/ip.ts";
+import { formatIP4 } from "../lib/core/ip.ts";
 import { Cluster, type Container, type Host, SUBNETS_PREFIX, UNDERLAY } from "./helpers/cluster.ts";
 import { until } from "./helpers/control.ts";
 import { LineProcess } from "./helpers/line_process.ts";

@@ -13,8 +13,8 @@ import {
 import { getTxChecksum } from "../ffi/ethtool.ts";
 import { needsChecksumWorkaround } from "../lib/backend/vxlan/config.ts";
 import { NTF_SELF, NUD_PERMANENT } from "../ffi/netlink/mod.ts";
-import { equal4, formatIP4, formatNet4, type IP4Net, parseIP4 } from "../lib/ip.ts";
-import { formatMAC } from "../lib/mac.ts";
+import { equal4, formatIP4, formatNet4, type IP4Net, parseIP4 } from "../lib/core/ip.ts";
+import { formatMAC } from "../lib/core/mac.ts";
 import { Cluster, type Host, UNDERLAY } from "./helpers/cluster.ts";
 import { setSysctl } from "./helpers/netns.ts";
 import { udpDatagrams } from "./helpers/pcap.ts";
@@ -88,8 +88,15 @@ async function checkKernelState(c: Cluster, h: Host): Promise<void> {
   );
   assertEquals(k.addrs, [{ ip: own.ip, prefix: 32 }]);
   // The checksum workaround is on only where needed (kernel < 5.7 or behind NAT).
-  const wantOffload = !needsChecksumWorkaround({ kernelRelease: Deno.osRelease(), behindNAT: false });
-  assertEquals(inNetns(h.ns, () => getTxChecksum(DEV)), wantOffload, "TX checksum offload per kernel");
+  const wantOffload = !needsChecksumWorkaround({
+    kernelRelease: Deno.osRelease(),
+    behindNAT: false,
+  });
+  assertEquals(
+    inNetns(h.ns, () => getTxChecksum(DEV)),
+    wantOffload,
+    "TX checksum offload per kernel",
+  );
 
   const ipOut = (...argv: string[]) => execOk(c, h.ns, argv);
   assertMatch(
@@ -284,7 +291,11 @@ Deno.test({
   await Promise.all(c.hosts.map((h) => c.startDaemon(h)));
   assertAllAnswered(await c.pingAll({ count: 1 }));
 
-  assertEquals(inNetns(h0.ns, () => getTxChecksum(DEV)), false, "DisableTxChecksumOffload: true forces the workaround");
+  assertEquals(
+    inNetns(h0.ns, () => getTxChecksum(DEV)),
+    false,
+    "DisableTxChecksumOffload: true forces the workaround",
+  );
   const k = hostKernel(h0.ns, DEV);
   const sn1 = hostSubnet(c, h1), sn2 = hostSubnet(c, h2);
   assertEquals(k.routes.find((x) => equal4(x.dst, sn1))?.gw, parseIP4(h1.ip));

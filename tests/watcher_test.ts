@@ -8,11 +8,11 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { TcpProxy } from "./helpers/tcp_proxy.ts";
 import { recorder, registryFor, until } from "./helpers/control.ts";
-import { createEtcdClient } from "../lib/etcd/client.ts";
-import { parseCIDR4 } from "../lib/ip.ts";
+import { createEtcdClient } from "../lib/subnet/etcd_store.ts";
+import { parseCIDR4 } from "../lib/core/ip.ts";
 import { SubnetRegistry } from "../lib/subnet/registry.ts";
 import { remoteLeaseProblem } from "../lib/subnet/allocator.ts";
-import { parseNetworkConfig } from "../lib/config.ts";
+import { parseNetworkConfig } from "../lib/values/config.ts";
 
 const P = "/coreos.com/network/subnets";
 const val = (ip: string) => `{"PublicIP":"${ip}","PublicIPv6":null}`;
@@ -26,14 +26,22 @@ Deno.test("watch: another host's add and remove, own subnet excluded, bad values
   w.setOwn(parseCIDR4("10.5.9.0/24"));
   await w.start();
   assertEquals(seen, ["added:10.5.1.0/24"], "snapshot without our own subnet");
-  await etcd.ctl("put", `${P}/10.5.2.0-24`, `{"PublicIP":"192.168.0.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}`);
+  await etcd.ctl(
+    "put",
+    `${P}/10.5.2.0-24`,
+    `{"PublicIP":"192.168.0.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}`,
+  );
   await etcd.ctl("put", `${P}/10.5.3.0-24`, "not json");
   await etcd.ctl("put", `${P}/10.5.9.0-24`, val("192.168.0.9"));
   await etcd.ctl("del", `${P}/10.5.1.0-24`);
   await until("add and remove", () => seen.length === 3);
   assertEquals(seen, ["added:10.5.1.0/24", "added:10.5.2.0/24", "removed:10.5.1.0/24"]);
   assertEquals(events[1].lease.attrs.backendType, "vxlan");
-  assertEquals(events[2].lease.attrs.publicIP, events[0].lease.attrs.publicIP, "removal carries the stored lease");
+  assertEquals(
+    events[2].lease.attrs.publicIP,
+    events[0].lease.attrs.publicIP,
+    "removal carries the stored lease",
+  );
   assertEquals(w.stats.badLeases, 1);
   w.stop();
   client.close();
@@ -54,7 +62,12 @@ Deno.test("watch: etcd killed and restarted mid-watch loses no event", async () 
   await etcd.ctl("del", `${P}/10.5.1.0-24`);
   await etcd.ctl("put", `${P}/10.5.3.0-24`, val("192.168.0.3"));
   await until("events after restart", () => seen.length === 4, 15000);
-  assertEquals(seen, ["added:10.5.1.0/24", "added:10.5.2.0/24", "removed:10.5.1.0/24", "added:10.5.3.0/24"]);
+  assertEquals(seen, [
+    "added:10.5.1.0/24",
+    "added:10.5.2.0/24",
+    "removed:10.5.1.0/24",
+    "added:10.5.3.0/24",
+  ]);
   assert(w.stats.reconnects >= 1);
   console.log(`etcd restart: ${seen.length} events checked, ${w.stats.reconnects} reconnects`);
   w.stop();
@@ -101,7 +114,11 @@ Deno.test("watch: a silent stream is detected and re-established", async () => {
   const mk = () => createEtcdClient({ endpoints: [proxy.endpoint], callTimeoutMs: 2000 });
   const { client, registry } = registryFor(etcd);
   try {
-    const { w, seen } = recorder(registry, { watchClient: mk, progressIntervalMs: 300, stallTimeoutMs: 1500 });
+    const { w, seen } = recorder(registry, {
+      watchClient: mk,
+      progressIntervalMs: 300,
+      stallTimeoutMs: 1500,
+    });
     await w.start();
     await etcd.ctl("put", `${P}/10.5.1.0-24`, val("192.168.0.1"));
     await until("event before freeze", () => seen.length === 1);
@@ -133,11 +150,20 @@ Deno.test(`watch: stays live for ${Math.round(LONG_MS / 1000)} s under Deno`, as
     n++;
     const t0 = Date.now();
     await etcd.ctl("put", `${P}/10.5.${n}.0-24`, val(`192.168.0.${n}`));
-    await until(`event ${n} after ${Math.round((Date.now() - start) / 1000)} s`, () => seen.length === n, 5000, 10);
+    await until(
+      `event ${n} after ${Math.round((Date.now() - start) / 1000)} s`,
+      () => seen.length === n,
+      5000,
+      10,
+    );
     lags.push(Date.now() - t0);
   }
   assertEquals(w.stats.stalls, 0);
-  console.log(`long watch: ${n} events over ${Math.round((Date.now() - start) / 1000)} s, max delivery ${Math.max(...lags)} ms (incl. etcdctl)`);
+  console.log(
+    `long watch: ${n} events over ${Math.round((Date.now() - start) / 1000)} s, max delivery ${
+      Math.max(...lags)
+    } ms (incl. etcdctl)`,
+  );
   w.stop();
   client.close();
 });

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { formatIP4, formatIP6 } from "../../lib/ip.ts";
+import { formatIP4, formatIP6 } from "../../lib/core/ip.ts";
 import {
   ADD,
   AF_INET,

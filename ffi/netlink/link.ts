@@ -4,8 +4,8 @@
  * @module
  */
 
-import { formatMAC } from "../../lib/mac.ts";
-import { formatIP4 } from "../../lib/ip.ts";
+import { formatMAC } from "../../lib/core/mac.ts";
+import { formatIP4 } from "../../lib/core/ip.ts";
 import {
   ADD,
   AF_UNSPEC,

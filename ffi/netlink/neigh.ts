@@ -6,8 +6,8 @@
  * @module
  */
 
-import { formatIP4 } from "../../lib/ip.ts";
-import { formatMAC } from "../../lib/mac.ts";
+import { formatIP4 } from "../../lib/core/ip.ts";
+import { formatMAC } from "../../lib/core/mac.ts";
 import {
   AF_BRIDGE,
   AF_INET,

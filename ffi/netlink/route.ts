@@ -11,7 +11,7 @@
  * @module
  */
 
-import { formatIP4, formatNet4, type IP4Net } from "../../lib/ip.ts";
+import { formatIP4, formatNet4, type IP4Net } from "../../lib/core/ip.ts";
 import {
   ADD,
   AF_INET,

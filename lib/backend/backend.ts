@@ -5,25 +5,9 @@
  * @module
  */
 
-import type { NetworkConfig } from "../config.ts";
-import type { Lease, LeaseEvent } from "../lease.ts";
-
-/** The external (underlay) interface chosen by interface selection. */
-export interface ExternalInterface {
-  /** Interface name, e.g. `eth0`. */
-  name: string;
-  /** Interface index. */
-  index: number;
-  /** MTU of the interface. */
-  mtu: number;
-  /** IPv4 address on the interface (u32), 0 when none. */
-  ifaceAddr: number;
-  /** Address advertised in the lease (`--public-ip`, else the interface address). */
-  extAddr: number;
-  /** IPv6 counterparts (dual-stack), null when unused. */
-  ifaceAddr6: bigint | null;
-  extAddr6: bigint | null;
-}
+import type { NetworkConfig } from "../values/config.ts";
+import type { Lease, LeaseEvent } from "../values/lease.ts";
+import type { ExternalInterface } from "../values/iface.ts";
 
 /** Everything a backend gets at construction. */
 export interface BackendContext {

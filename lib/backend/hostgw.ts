@@ -6,9 +6,9 @@
  */
 
 import type { NetlinkSocket } from "../../ffi/netlink/mod.ts";
-import { formatIP4, type IP4Net } from "../ip.ts";
-import type { Lease } from "../lease.ts";
-import { logger } from "../log.ts";
+import { formatIP4, type IP4Net } from "../core/ip.ts";
+import type { Lease } from "../values/lease.ts";
+import { logger } from "../core/log.ts";
 import type { Backend, BackendContext, BackendLeaseData } from "./backend.ts";
 import { PeerBackend } from "./peer_backend.ts";
 import type { Ownership, PeerEntries } from "./peer_state.ts";

@@ -5,8 +5,8 @@
  */
 
 import { NetlinkSocket } from "../../ffi/netlink/mod.ts";
-import type { Lease, LeaseEvent } from "../lease.ts";
-import type { Logger } from "../log.ts";
+import type { Lease, LeaseEvent } from "../values/lease.ts";
+import type { Logger } from "../core/log.ts";
 import type { Backend, BackendLeaseData } from "./backend.ts";
 import type { Ownership, PeerEntries } from "./peer_state.ts";
 import { type PeerDataPath, PeerReconciler, reconcileOptions, type Repair } from "./reconcile.ts";

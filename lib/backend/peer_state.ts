@@ -5,8 +5,8 @@
  * @module
  */
 
-import { contains4, equal4, formatIP4, type IP4Net } from "../ip.ts";
-import { formatMAC } from "../mac.ts";
+import { contains4, equal4, formatIP4, type IP4Net } from "../core/ip.ts";
+import { formatMAC } from "../core/mac.ts";
 import {
   type FdbEntry,
   type Neigh,

@@ -37,10 +37,10 @@ import {
   RTNLGRP_LINK,
   RTNLGRP_NEIGH,
 } from "../../ffi/netlink/mod.ts";
-import { contains4 } from "../ip.ts";
-import { describeLease, type Lease, type LeaseEvent, subnetKey } from "../lease.ts";
-import { type Logger, OnceLogger } from "../log.ts";
-import { releaseFreedMemory } from "../health/memory.ts";
+import { contains4 } from "../core/ip.ts";
+import { describeLease, type Lease, type LeaseEvent, subnetKey } from "../values/lease.ts";
+import { type Logger, OnceLogger } from "../core/log.ts";
+import { releaseFreedMemory } from "../../ffi/malloc.ts";
 import {
   describeFdb,
   describeNeigh,

@@ -21,10 +21,10 @@ import {
   routeGet,
   type VxlanSpec,
 } from "../../ffi/netlink/mod.ts";
-import { contains4, formatIP4, type IP4Net } from "../ip.ts";
-import { describeLease, type Lease } from "../lease.ts";
-import { logger, OnceLogger } from "../log.ts";
-import { formatMAC } from "../mac.ts";
+import { contains4, formatIP4, type IP4Net } from "../core/ip.ts";
+import { describeLease, type Lease } from "../values/lease.ts";
+import { logger, OnceLogger } from "../core/log.ts";
+import { formatMAC } from "../core/mac.ts";
 import type { Backend, BackendContext, BackendLeaseData } from "./backend.ts";
 import { PeerBackend } from "./peer_backend.ts";
 import { type Ownership, type PeerEntries, sameMAC } from "./peer_state.ts";
@@ -132,7 +132,9 @@ export class VxlanBackend extends PeerBackend {
     if (!this.config.disableTxChecksum) return;
     try {
       setTxChecksum(link.name, false);
-      log.info(`turned TX checksum offload off on ${link.name} (avoids "bad checksum" drops on kernels < 5.7 and behind NAT)`);
+      log.info(
+        `turned TX checksum offload off on ${link.name} (avoids "bad checksum" drops on kernels < 5.7 and behind NAT)`,
+      );
     } catch (e) {
       log.warn(`cannot turn TX checksum offload off on ${link.name}`, { error: e });
     }

@@ -7,10 +7,10 @@
  * @module
  */
 
-import type { NetworkConfig } from "../config.ts";
-import { formatNet4, formatNet6, type IP4Net, type IP6Net } from "../ip.ts";
-import type { Lease } from "../lease.ts";
-import { logger } from "../log.ts";
+import type { NetworkConfig } from "../values/config.ts";
+import { formatNet4, formatNet6, type IP4Net, type IP6Net } from "../core/ip.ts";
+import type { Lease } from "../values/lease.ts";
+import { logger } from "../core/log.ts";
 import { Iptables, IptablesRuleSet } from "./iptables.ts";
 import { Nft, NftRuleSet } from "./nftables.ts";
 import {

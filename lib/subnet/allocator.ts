@@ -5,14 +5,26 @@
  * @module
  */
 
-import type { NetworkConfig } from "../config.ts";
-import { contains4, contains6, type IP4Net, type IP6Net, overlaps4, overlaps6, size4, size6 } from "../ip.ts";
+import type { NetworkConfig } from "../values/config.ts";
+import {
+  contains4,
+  contains6,
+  type IP4Net,
+  type IP6Net,
+  overlaps4,
+  overlaps6,
+  size4,
+  size6,
+} from "../core/ip.ts";
 
 /** How many free candidates upstream collects before picking one at random. */
 export const MAX_CANDIDATES = 100;
 
 /** Whether an existing lease's subnets are valid under `cfg` (range, prefix, IPv6 presence). */
-export function isCompatible(cfg: NetworkConfig, l: { subnet: IP4Net; ipv6Subnet?: IP6Net }): boolean {
+export function isCompatible(
+  cfg: NetworkConfig,
+  l: { subnet: IP4Net; ipv6Subnet?: IP6Net },
+): boolean {
   if (cfg.enableIPv4) {
     if (!cfg.network || !contains4(cfg.network, l.subnet.ip)) return false;
     if (l.subnet.prefix !== cfg.subnetLen) return false;
@@ -30,12 +42,19 @@ export function isCompatible(cfg: NetworkConfig, l: { subnet: IP4Net; ipv6Subnet
  * another network can never capture traffic. SubnetMin/Max are not checked: they only
  * bound allocation, and upstream hosts with other bounds are still peers.
  */
-export function remoteLeaseProblem(cfg: NetworkConfig, l: { subnet: IP4Net; ipv6Subnet?: IP6Net; attrs: { publicIP: number } }): string | null {
+export function remoteLeaseProblem(
+  cfg: NetworkConfig,
+  l: { subnet: IP4Net; ipv6Subnet?: IP6Net; attrs: { publicIP: number } },
+): string | null {
   if (cfg.enableIPv4) {
-    if (!cfg.network || !contains4(cfg.network, l.subnet.ip) || l.subnet.prefix < cfg.network.prefix) {
+    if (
+      !cfg.network || !contains4(cfg.network, l.subnet.ip) || l.subnet.prefix < cfg.network.prefix
+    ) {
       return "subnet is outside the Network";
     }
-    if (l.subnet.prefix !== cfg.subnetLen) return `subnet prefix is not SubnetLen /${cfg.subnetLen}`;
+    if (l.subnet.prefix !== cfg.subnetLen) {
+      return `subnet prefix is not SubnetLen /${cfg.subnetLen}`;
+    }
     if (l.attrs.publicIP === 0) return "lease has no PublicIP";
   }
   if (cfg.enableIPv6 && l.ipv6Subnet && cfg.ipv6Network) {

@@ -16,13 +16,13 @@
  * @module
  */
 
-import type { NetworkConfig } from "../config.ts";
-import { formatIP4 } from "../ip.ts";
-import { describeLease, type Lease, type LeaseAttrs } from "../lease.ts";
-import { logger } from "../log.ts";
-import type { PreviousSubnets } from "../subnet_env.ts";
+import type { NetworkConfig } from "../values/config.ts";
+import { formatIP4 } from "../core/ip.ts";
+import { describeLease, type Lease, type LeaseAttrs } from "../values/lease.ts";
+import { logger } from "../core/log.ts";
+import type { PreviousSubnets } from "../values/subnet_env.ts";
 import { freeSubnets4, freeSubnets6, isCompatible, pickRandom } from "./allocator.ts";
-import { equal4, overlaps4, overlaps6 } from "../ip.ts";
+import { equal4, overlaps4, overlaps6 } from "../core/ip.ts";
 import type { SubnetRegistry } from "./registry.ts";
 import type { OwnEvent } from "./watcher.ts";
 
@@ -79,7 +79,14 @@ export class LeaseManager {
   #retryMs: number;
   #failingSince = 0; // when etcd started failing renewal or recovery; 0 while it answers
   readonly #o: Required<Omit<LeaseManagerOptions, "previous">> & { previous: PreviousSubnets };
-  readonly stats: LeaseStats = { renewals: 0, renewFailures: 0, losses: 0, regained: 0, subnetChanges: 0, acquireRetries: 0 };
+  readonly stats: LeaseStats = {
+    renewals: 0,
+    renewFailures: 0,
+    losses: 0,
+    regained: 0,
+    subnetChanges: 0,
+    acquireRetries: 0,
+  };
   /** Called after the lease was regained or replaced by another subnet. */
   onChange: (lease: Lease, previous: Lease, why: LeaseChange) => void | Promise<void> = () => {};
 
@@ -121,31 +128,47 @@ export class LeaseManager {
       if (attempt > 1) this.stats.acquireRetries++;
       const { leases } = await registry.listLeases();
       // 1. Reuse the lease that carries our PublicIP.
-      const mine = attrs.publicIP !== 0 && !avoid ? leases.find((l) => l.attrs.publicIP === attrs.publicIP) : undefined;
+      const mine = attrs.publicIP !== 0 && !avoid
+        ? leases.find((l) => l.attrs.publicIP === attrs.publicIP)
+        : undefined;
       if (mine) {
         if (isCompatible(config, mine)) {
           const reservation = mine.leaseId === "0";
           const got = await registry.replace(mine, attrs, reservation ? 0 : this.#o.ttlSeconds);
           if (got) {
-            log.info(reservation ? "adopted reservation for our public IP" : "reusing lease of our public IP", {
-              subnet: describeLease(got),
-              publicIP: formatIP4(attrs.publicIP),
-            });
+            log.info(
+              reservation
+                ? "adopted reservation for our public IP"
+                : "reusing lease of our public IP",
+              {
+                subnet: describeLease(got),
+                publicIP: formatIP4(attrs.publicIP),
+              },
+            );
             return got;
           }
           continue; // changed under us: look again
         }
-        log.warn("our previous lease does not fit the config; deleting it", { subnet: describeLease(mine) });
+        log.warn("our previous lease does not fit the config; deleting it", {
+          subnet: describeLease(mine),
+        });
         await registry.delete(mine.subnet, mine.ipv6Subnet);
         continue;
       }
       // 2. The previous subnet from subnet.env, when nobody holds it.
       if (prev.subnet && !avoid) {
         const cand = { subnet: prev.subnet, ipv6Subnet: prev.ipv6Subnet };
-        const held = leases.some((l) => overlaps4(l.subnet, prev.subnet!) ||
-          (prev.ipv6Subnet && l.ipv6Subnet && overlaps6(l.ipv6Subnet, prev.ipv6Subnet)));
+        const held = leases.some((l) =>
+          overlaps4(l.subnet, prev.subnet!) ||
+          (prev.ipv6Subnet && l.ipv6Subnet && overlaps6(l.ipv6Subnet, prev.ipv6Subnet))
+        );
         if (!held && isCompatible(config, cand)) {
-          const got = await registry.create(cand.subnet, cand.ipv6Subnet, attrs, this.#o.ttlSeconds);
+          const got = await registry.create(
+            cand.subnet,
+            cand.ipv6Subnet,
+            attrs,
+            this.#o.ttlSeconds,
+          );
           if (got) {
             log.info("acquired previous subnet from subnet file", { subnet: describeLease(got) });
             return got;
@@ -162,15 +185,28 @@ export class LeaseManager {
       }
       log.info("lost a race for a subnet; retrying", { subnet: describeLease(cand), attempt });
     }
-    throw new Error(`max retries reached trying to acquire a subnet (${this.#o.maxAttempts} attempts)`);
+    throw new Error(
+      `max retries reached trying to acquire a subnet (${this.#o.maxAttempts} attempts)`,
+    );
   }
 
-  #pick(leases: Lease[], avoid: Lease | null): { subnet: Lease["subnet"]; ipv6Subnet?: Lease["ipv6Subnet"] } {
+  #pick(
+    leases: Lease[],
+    avoid: Lease | null,
+  ): { subnet: Lease["subnet"]; ipv6Subnet?: Lease["ipv6Subnet"] } {
     const { config } = this.#o;
     const taken = leases.map((l) => l.subnet);
     if (avoid) taken.push(avoid.subnet);
-    const v4 = config.enableIPv4 ? pickRandom(freeSubnets4(config, taken), this.#o.random) : undefined;
-    if (config.enableIPv4 && !v4) throw new OutOfSubnetsError(`all of ${formatIP4(config.subnetMin)}..${formatIP4(config.subnetMax)} /${config.subnetLen} are leased`);
+    const v4 = config.enableIPv4
+      ? pickRandom(freeSubnets4(config, taken), this.#o.random)
+      : undefined;
+    if (config.enableIPv4 && !v4) {
+      throw new OutOfSubnetsError(
+        `all of ${formatIP4(config.subnetMin)}..${
+          formatIP4(config.subnetMax)
+        } /${config.subnetLen} are leased`,
+      );
+    }
     let v6;
     if (config.enableIPv6) {
       const taken6 = leases.flatMap((l) => (l.ipv6Subnet ? [l.ipv6Subnet] : []));
@@ -219,7 +255,10 @@ export class LeaseManager {
         this.stats.renewals++;
         this.#retryMs = this.#o.retryMinMs;
         this.#noteRecovered("renewed lease");
-        log.info("renewed lease", { subnet: describeLease(got), expires: new Date(got.expiration!).toISOString() });
+        log.info("renewed lease", {
+          subnet: describeLease(got),
+          expires: new Date(got.expiration!).toISOString(),
+        });
         this.#schedule();
         return;
       }
@@ -236,7 +275,11 @@ export class LeaseManager {
       this.stats.renewFailures++;
       const wait = this.#retryMs;
       this.#retryMs = Math.min(this.#retryMs * 2, this.#o.retryMaxMs);
-      this.#noteFailure("lease renewal failed", { subnet: describeLease(cur), error: e, retryInMs: wait });
+      this.#noteFailure("lease renewal failed", {
+        subnet: describeLease(cur),
+        error: e,
+        retryInMs: wait,
+      });
       this.#schedule(wait);
     }
   }
@@ -245,7 +288,10 @@ export class LeaseManager {
   #noteFailure(what: string, fields: Record<string, unknown>): void {
     if (this.#failingSince) return log.debug(1, what, fields);
     this.#failingSince = Date.now();
-    log.warn(`${what}; retrying every ${this.#o.retryMaxMs / 1000} s at most, quietly until etcd answers`, fields);
+    log.warn(
+      `${what}; retrying every ${this.#o.retryMaxMs / 1000} s at most, quietly until etcd answers`,
+      fields,
+    );
   }
 
   #noteRecovered(what: string): void {
@@ -266,7 +312,9 @@ export class LeaseManager {
       if (ev.type === "put" && ev.lease) {
         if (ev.lease.attrs.publicIP === this.#o.attrs.publicIP) {
           // Our own write (or a re-put of it): track its revision so renewals compare right.
-          if (ev.lease.modRevision && BigInt(ev.lease.modRevision) >= BigInt(cur.modRevision ?? "0")) {
+          if (
+            ev.lease.modRevision && BigInt(ev.lease.modRevision) >= BigInt(cur.modRevision ?? "0")
+          ) {
             this.#lease = { ...cur, modRevision: ev.lease.modRevision, leaseId: ev.lease.leaseId };
           }
           return;
@@ -274,7 +322,9 @@ export class LeaseManager {
         await this.#recoverWithRetry("taken");
         return;
       }
-      if (ev.type === "delete" && !await this.#stillOurs(cur)) await this.#recoverWithRetry("deleted");
+      if (ev.type === "delete" && !await this.#stillOurs(cur)) {
+        await this.#recoverWithRetry("deleted");
+      }
     });
   }
 
@@ -284,13 +334,18 @@ export class LeaseManager {
    * on it would give up a subnet we hold. Unknown (etcd unreachable) counts as lost.
    */
   async #stillOurs(cur: Lease): Promise<boolean> {
-    return this.#adoptIfOurs(cur, await this.#o.registry.getLease(cur.subnet, cur.ipv6Subnet).catch(() => null));
+    return this.#adoptIfOurs(
+      cur,
+      await this.#o.registry.getLease(cur.subnet, cur.ipv6Subnet).catch(() => null),
+    );
   }
 
   /** Tracks `now` (the lease at our key) when it carries our addresses; says whether it did. */
   #adoptIfOurs(cur: Lease, now: Lease | null): boolean {
     const me = this.#o.attrs;
-    if (!now || now.attrs.publicIP !== me.publicIP || now.attrs.publicIPv6 !== me.publicIPv6) return false;
+    if (!now || now.attrs.publicIP !== me.publicIP || now.attrs.publicIPv6 !== me.publicIPv6) {
+      return false;
+    }
     this.#lease = { ...cur, modRevision: now.modRevision, leaseId: now.leaseId };
     return true;
   }
@@ -316,23 +371,34 @@ export class LeaseManager {
   async #recover(why: "taken" | "deleted"): Promise<void> {
     const old = this.#lease!;
     if (why === "deleted") {
-      const again = await this.#o.registry.create(old.subnet, old.ipv6Subnet, this.#o.attrs, this.#o.ttlSeconds);
+      const again = await this.#o.registry.create(
+        old.subnet,
+        old.ipv6Subnet,
+        this.#o.attrs,
+        this.#o.ttlSeconds,
+      );
       if (again) {
         this.#lease = again;
         this.stats.regained++;
-        log.warn("our lease was deleted or expired; regained the same subnet", { subnet: describeLease(again) });
+        log.warn("our lease was deleted or expired; regained the same subnet", {
+          subnet: describeLease(again),
+        });
         await this.onChange(again, old, "regained");
         return;
       }
       // Ours after all (a create whose answer was lost): keep it. Else someone else took it.
-      if (this.#adoptIfOurs(old, await this.#o.registry.getLease(old.subnet, old.ipv6Subnet))) return;
+      if (this.#adoptIfOurs(old, await this.#o.registry.getLease(old.subnet, old.ipv6Subnet))) {
+        return;
+      }
       why = "taken";
     }
     const fresh = await this.#acquire({}, old);
     this.#lease = fresh;
     this.stats.subnetChanges++;
     log.error(
-      `SUBNET CHANGED: our lease on ${describeLease(old)} was ${why === "taken" ? "taken by another host" : "lost and re-taken"}; ` +
+      `SUBNET CHANGED: our lease on ${describeLease(old)} was ${
+        why === "taken" ? "taken by another host" : "lost and re-taken"
+      }; ` +
         `now using ${describeLease(fresh)}. Containers still on the old subnet must be restarted.`,
       { old: describeLease(old), subnet: describeLease(fresh) },
     );

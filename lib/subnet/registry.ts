@@ -10,8 +10,15 @@
 
 import type { Etcd3 } from "etcd3";
 import type { Buffer } from "node:buffer";
-import type { IP4Net, IP6Net } from "../ip.ts";
-import { decodeLeaseAttrs, encodeLeaseAttrs, type Lease, type LeaseAttrs, parseSubnetKey, subnetKey } from "../lease.ts";
+import type { IP4Net, IP6Net } from "../core/ip.ts";
+import {
+  decodeLeaseAttrs,
+  encodeLeaseAttrs,
+  type Lease,
+  type LeaseAttrs,
+  parseSubnetKey,
+  subnetKey,
+} from "../values/lease.ts";
 
 /** Go's path.Join for the two-part etcd paths: no doubled or trailing slashes. */
 export function joinKey(...parts: string[]): string {
@@ -46,7 +53,12 @@ export function leaseFromKV(kv: RawKV): Lease {
   const parsed = parseSubnetKey(key);
   if (!parsed) throw new Error("key is not a subnet key (want a.b.c.d-N)");
   const attrs = decodeLeaseAttrs(kv.value.toString());
-  return { ...parsed, attrs, leaseId: String(kv.lease ?? "0"), modRevision: String(kv.mod_revision) };
+  return {
+    ...parsed,
+    attrs,
+    leaseId: String(kv.lease ?? "0"),
+    modRevision: String(kv.mod_revision),
+  };
 }
 
 /** Lease and config storage in etcd under one prefix. */
@@ -118,7 +130,12 @@ export class SubnetRegistry {
    * Creates the key only if it does not exist, attached to a new lease of `ttl` seconds
    * (0: no lease, a reservation). Returns the lease, or null when someone else holds the key.
    */
-  async create(subnet: IP4Net, ipv6: IP6Net | undefined, attrs: LeaseAttrs, ttl: number): Promise<Lease | null> {
+  async create(
+    subnet: IP4Net,
+    ipv6: IP6Net | undefined,
+    attrs: LeaseAttrs,
+    ttl: number,
+  ): Promise<Lease | null> {
     const key = this.keyOf(subnet, ipv6);
     const id = ttl > 0 ? await this.grant(ttl) : "0";
     const put = this.client.put(key).value(encodeLeaseAttrs(attrs));
@@ -128,7 +145,14 @@ export class SubnetRegistry {
       await this.revoke(id).catch(() => {});
       return null;
     }
-    return { subnet, ipv6Subnet: ipv6, attrs, leaseId: id, expiration: ttl > 0 ? Date.now() + ttl * 1000 : 0, modRevision: String(res.header.revision) };
+    return {
+      subnet,
+      ipv6Subnet: ipv6,
+      attrs,
+      leaseId: id,
+      expiration: ttl > 0 ? Date.now() + ttl * 1000 : 0,
+      modRevision: String(res.header.revision),
+    };
   }
 
   /**
@@ -142,7 +166,8 @@ export class SubnetRegistry {
     const id = ttl > 0 ? await this.grant(ttl) : "0";
     const put = this.client.put(key).value(encodeLeaseAttrs(attrs));
     if (id !== "0") put.lease(id);
-    const res = await this.client.if(key, "Mod", "==", expect.modRevision ?? "0").then(put).commit();
+    const res = await this.client.if(key, "Mod", "==", expect.modRevision ?? "0").then(put)
+      .commit();
     if (!res.succeeded) {
       await this.revoke(id).catch(() => {});
       return null;
@@ -163,4 +188,3 @@ export class SubnetRegistry {
     await this.client.delete().key(this.keyOf(subnet, ipv6)).exec();
   }
 }
-

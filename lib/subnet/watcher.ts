@@ -16,9 +16,9 @@
 
 import type { Etcd3 } from "etcd3";
 import { Buffer } from "node:buffer";
-import { describeLease, type Lease, type LeaseEvent, parseSubnetKey } from "../lease.ts";
-import { equal4, formatIP4, type IP4Net } from "../ip.ts";
-import { logger } from "../log.ts";
+import { describeLease, type Lease, type LeaseEvent, parseSubnetKey } from "../values/lease.ts";
+import { equal4, formatIP4, type IP4Net } from "../core/ip.ts";
+import { logger } from "../core/log.ts";
 import { leaseFromKV, type RawKV, type SubnetRegistry } from "./registry.ts";
 
 const log = logger("watch");
@@ -104,8 +104,15 @@ export class LeaseWatcher {
   /** Unusable keys already logged, with the reason logged (cleared by a usable put or a delete). */
   readonly badLogged = new Map<string, string>();
   readonly stats: WatcherStats = {
-    events: 0, reconnects: 0, relists: 0, compactions: 0, stalls: 0, badLeases: 0,
-    lastEventAt: 0, lastResponseAt: 0, connected: false,
+    events: 0,
+    reconnects: 0,
+    relists: 0,
+    compactions: 0,
+    stalls: 0,
+    badLeases: 0,
+    lastEventAt: 0,
+    lastResponseAt: 0,
+    connected: false,
   };
 
   /** Remote lease events (own subnet excluded), in etcd order. */
@@ -302,7 +309,10 @@ export class LeaseWatcher {
     if (!this.#failing) {
       this.#failing = true;
       this.#failingSince = Date.now();
-      log.warn(`watch interrupted; retrying with backoff up to ${this.#opts.backoffMaxMs} ms`, { op: what, error: err });
+      log.warn(`watch interrupted; retrying with backoff up to ${this.#opts.backoffMaxMs} ms`, {
+        op: what,
+        error: err,
+      });
     } else {
       log.debug(1, "watch retry failed", { op: what, error: err, backoffMs: this.#backoff });
     }
@@ -312,7 +322,10 @@ export class LeaseWatcher {
     this.#backoff = this.#opts.backoffMinMs;
     if (this.#failing) {
       this.#failing = false;
-      log.info("watch resumed", { afterMs: Date.now() - this.#failingSince, revision: String(this.#lastSeen) });
+      log.info("watch resumed", {
+        afterMs: Date.now() - this.#failingSince,
+        revision: String(this.#lastSeen),
+      });
     }
   }
 
@@ -329,11 +342,17 @@ export class LeaseWatcher {
   #progressTick(): void {
     const s = this.#stream;
     if (!s || this.#stopped) return;
-    if (this.#progressPendingSince && Date.now() - this.#progressPendingSince > this.#opts.stallTimeoutMs) {
+    if (
+      this.#progressPendingSince &&
+      Date.now() - this.#progressPendingSince > this.#opts.stallTimeoutMs
+    ) {
       this.stats.stalls++;
       this.#closeStream();
       this.#dropClient();
-      this.#reconnect("watch stream silent (no progress answer)", new Error(`no answer for ${this.#opts.stallTimeoutMs} ms`));
+      this.#reconnect(
+        "watch stream silent (no progress answer)",
+        new Error(`no answer for ${this.#opts.stallTimeoutMs} ms`),
+      );
       return;
     }
     if (!this.#progressPendingSince) this.#progressPendingSince = Date.now();
@@ -391,7 +410,10 @@ export class LeaseWatcher {
       const id = idOf(parsed);
       const known = this.#known.get(id);
       this.#known.delete(id);
-      out.push({ type: "removed", lease: known ?? { subnet: parsed, attrs: { publicIP: 0, publicIPv6: null } } });
+      out.push({
+        type: "removed",
+        lease: known ?? { subnet: parsed, attrs: { publicIP: 0, publicIPv6: null } },
+      });
       return;
     }
     let lease: Lease;
@@ -406,7 +428,9 @@ export class LeaseWatcher {
       return;
     }
     if (this.#isOurIP(lease)) {
-      log.debug(1, "skipping a lease with our public IP on another subnet", { subnet: describeLease(lease) });
+      log.debug(1, "skipping a lease with our public IP on another subnet", {
+        subnet: describeLease(lease),
+      });
       return;
     }
     const why = this.validate(lease);

@@ -25,7 +25,10 @@ export function assertNotEquals<T>(actual: T, expected: T, msg?: string): void {
 
 /** Asserts that `s` contains `part`. */
 export function assertStringIncludes(s: string, part: string, msg?: string): void {
-  nodeAssert.ok(s.includes(part), msg ?? `expected ${JSON.stringify(s)} to include ${JSON.stringify(part)}`);
+  nodeAssert.ok(
+    s.includes(part),
+    msg ?? `expected ${JSON.stringify(s)} to include ${JSON.stringify(part)}`,
+  );
 }
 
 type ErrorClass<E> = new (...a: any[]) => E;
@@ -34,13 +37,19 @@ type ErrorClass<E> = new (...a: any[]) => E;
 function expectError<E extends Error>(e: unknown, cls?: ErrorClass<E>, includes?: string): E {
   if (cls && !(e instanceof cls)) throw new Error(`expected ${cls.name}, got ${e}`);
   if (includes && !String((e as Error).message).includes(includes)) {
-    throw new Error(`error ${JSON.stringify((e as Error).message)} does not include ${JSON.stringify(includes)}`);
+    throw new Error(
+      `error ${JSON.stringify((e as Error).message)} does not include ${JSON.stringify(includes)}`,
+    );
   }
   return e as E;
 }
 
 /** Asserts that `fn` throws an instance of `cls` (when given); returns the error. */
-export function assertThrows<E extends Error = Error>(fn: () => unknown, cls?: ErrorClass<E>, includes?: string): E {
+export function assertThrows<E extends Error = Error>(
+  fn: () => unknown,
+  cls?: ErrorClass<E>,
+  includes?: string,
+): E {
   try {
     fn();
   } catch (e) {
@@ -50,7 +59,11 @@ export function assertThrows<E extends Error = Error>(fn: () => unknown, cls?: E
 }
 
 /** Async version of {@link assertThrows}. */
-export async function assertRejects<E extends Error = Error>(fn: () => Promise<unknown>, cls?: ErrorClass<E>, includes?: string): Promise<E> {
+export async function assertRejects<E extends Error = Error>(
+  fn: () => Promise<unknown>,
+  cls?: ErrorClass<E>,
+  includes?: string,
+): Promise<E> {
   try {
     await fn();
   } catch (e) {

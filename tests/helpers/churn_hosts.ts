@@ -9,9 +9,9 @@
  * @module
  */
 
-import { overlaps4, parseIP4 } from "../../lib/ip.ts";
-import { describeLease } from "../../lib/lease.ts";
-import { setSink } from "../../lib/log.ts";
+import { overlaps4, parseIP4 } from "../../lib/core/ip.ts";
+import { describeLease } from "../../lib/values/lease.ts";
+import { setSink } from "../../lib/core/log.ts";
 import { LeaseWatcher } from "../../lib/subnet/watcher.ts";
 import { hostManager, registryFor } from "./control.ts";
 import { Rng } from "./fuzz.ts";
@@ -44,7 +44,12 @@ class LightHost {
     const ip = `192.168.100.${100 + this.index}`; // on no wire: only FDB entries point at it
     const mac = `0e:c4:00:00:00:${this.index.toString(16).padStart(2, "0")}`;
     const m = hostManager(registry, this.configText, ip, {
-      attrs: { publicIP: parseIP4(ip)!, publicIPv6: null, backendType: "vxlan", backendData: { VNI: 1, VtepMAC: mac } },
+      attrs: {
+        publicIP: parseIP4(ip)!,
+        publicIPv6: null,
+        backendType: "vxlan",
+        backendData: { VNI: 1, VtepMAC: mac },
+      },
     });
     const lease = await m.acquire();
     const w = new LeaseWatcher(registry, { backoffMinMs: 50, backoffMaxMs: 1000 });
@@ -79,7 +84,9 @@ async function overlapping(endpoint: string): Promise<string[]> {
     const out: string[] = [];
     for (let i = 0; i < leases.length; i++) {
       for (let j = i + 1; j < leases.length; j++) {
-        if (overlaps4(leases[i].subnet, leases[j].subnet)) out.push(`${describeLease(leases[i])} ~ ${describeLease(leases[j])} @ ${revision}`);
+        if (overlaps4(leases[i].subnet, leases[j].subnet)) {
+          out.push(`${describeLease(leases[i])} ~ ${describeLease(leases[j])} @ ${revision}`);
+        }
       }
     }
     return out;
@@ -88,7 +95,12 @@ async function overlapping(endpoint: string): Promise<string[]> {
   }
 }
 
-async function main(endpoint: string, n: number, seconds: number, seed: number): Promise<ChurnResult> {
+async function main(
+  endpoint: string,
+  n: number,
+  seconds: number,
+  seed: number,
+): Promise<ChurnResult> {
   setSink((line) => /^[EW]/.test(line) && console.error(line)); // warnings and errors only
   const { client, registry } = registryFor({ endpoint });
   const configText = (await registry.getConfig())!;

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { formatIP4, parseCIDR4 } from "../../lib/ip.ts";
+import { formatIP4, parseCIDR4 } from "../../lib/core/ip.ts";
 import { cleanupStale, removeRunSync } from "./cleanup.ts";
 import { Daemon, DEFAULT_DAEMON_COMMAND } from "./daemon.ts";
 import { EtcdServer } from "./etcd.ts";

@@ -6,17 +6,20 @@
  */
 
 import type { Etcd3 } from "etcd3";
-import { createEtcdClient } from "../../lib/etcd/client.ts";
-import { parseNetworkConfig } from "../../lib/config.ts";
-import { formatNet4, parseIP4 } from "../../lib/ip.ts";
-import type { LeaseEvent } from "../../lib/lease.ts";
+import { createEtcdClient } from "../../lib/subnet/etcd_store.ts";
+import { parseNetworkConfig } from "../../lib/values/config.ts";
+import { formatNet4, parseIP4 } from "../../lib/core/ip.ts";
+import type { LeaseEvent } from "../../lib/values/lease.ts";
 import { LeaseManager, type LeaseManagerOptions } from "../../lib/subnet/lease_manager.ts";
 import { SubnetRegistry } from "../../lib/subnet/registry.ts";
 import { LeaseWatcher, type WatcherOptions } from "../../lib/subnet/watcher.ts";
 import type { EtcdServer } from "./etcd.ts";
 
 /** A client plus registry on the default prefix (or `prefix`). */
-export function registryFor(etcd: Pick<EtcdServer, "endpoint">, prefix = "/coreos.com/network"): { client: Etcd3; registry: SubnetRegistry } {
+export function registryFor(
+  etcd: Pick<EtcdServer, "endpoint">,
+  prefix = "/coreos.com/network",
+): { client: Etcd3; registry: SubnetRegistry } {
   const client = createEtcdClient({ endpoints: [etcd.endpoint], callTimeoutMs: 3000 });
   return { client, registry: new SubnetRegistry(client, prefix) };
 }
@@ -44,7 +47,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `fn` until it returns a truthy value or `timeoutMs` passes; throws with `what`. */
-export async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10000, everyMs = 50): Promise<T> {
+export async function until<T>(
+  what: string,
+  fn: () => T | Promise<T>,
+  timeoutMs = 10000,
+  everyMs = 50,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < end) {
@@ -63,7 +71,10 @@ export async function until<T>(what: string, fn: () => T | Promise<T>, timeoutMs
  * A watcher (fast backoff unless `opts` says otherwise) that records its remote events,
  * in `seen` as `added:10.5.1.0/24` strings and in `events` as delivered.
  */
-export function recorder(registry: SubnetRegistry, opts: WatcherOptions = {}): { w: LeaseWatcher; seen: string[]; events: LeaseEvent[] } {
+export function recorder(
+  registry: SubnetRegistry,
+  opts: WatcherOptions = {},
+): { w: LeaseWatcher; seen: string[]; events: LeaseEvent[] } {
   const w = new LeaseWatcher(registry, { backoffMinMs: 50, backoffMaxMs: 1000, ...opts });
   const seen: string[] = [];
   const events: LeaseEvent[] = [];

@@ -5,7 +5,7 @@
  */
 
 import { DAEMON_RUNTIME_FLAGS } from "../../dist/compile.ts";
-import { parseDotenv } from "../../lib/subnet_env.ts";
+import { parseDotenv } from "../../lib/values/subnet_env.ts";
 
 /**
  * How our daemon is run: this Deno on the repository's main.ts, with the runtime flags the
@@ -76,7 +76,10 @@ export class Daemon {
   async alive(): Promise<boolean> {
     const s = this.#proc?.status;
     if (!s) return false;
-    return await Promise.race([s.then(() => false), new Promise<boolean>((r) => setTimeout(r, 100, true))]);
+    return await Promise.race([
+      s.then(() => false),
+      new Promise<boolean>((r) => setTimeout(r, 100, true)),
+    ]);
   }
 
   /** Exit status once the process ends, without stopping it; null when not running. */

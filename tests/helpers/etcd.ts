@@ -73,21 +73,34 @@ export class EtcdServer {
     if (this.#proc) return;
     const name = this.opts.name ?? "default";
     const args = [
-      "--name", name,
-      "--data-dir", this.dataDir,
-      "--listen-client-urls", this.endpoint,
-      "--advertise-client-urls", this.endpoint,
-      "--listen-peer-urls", this.peerURL,
-      "--initial-advertise-peer-urls", this.peerURL,
-      "--initial-cluster", this.opts.initialCluster ?? `${name}=${this.peerURL}`,
-      "--logger", "zap",
-      "--log-outputs", "stderr",
+      "--name",
+      name,
+      "--data-dir",
+      this.dataDir,
+      "--listen-client-urls",
+      this.endpoint,
+      "--advertise-client-urls",
+      this.endpoint,
+      "--listen-peer-urls",
+      this.peerURL,
+      "--initial-advertise-peer-urls",
+      this.peerURL,
+      "--initial-cluster",
+      this.opts.initialCluster ?? `${name}=${this.peerURL}`,
+      "--logger",
+      "zap",
+      "--log-outputs",
+      "stderr",
       ...(this.opts.extraArgs ?? []),
     ];
     const [cmd, full] = this.opts.netns
       ? ["ip", ["netns", "exec", this.opts.netns, "etcd", ...args]]
       : ["etcd", args];
-    this.#logFile = await Deno.open(`${this.dir}/etcd.log`, { append: true, create: true, write: true });
+    this.#logFile = await Deno.open(`${this.dir}/etcd.log`, {
+      append: true,
+      create: true,
+      write: true,
+    });
     this.#proc = new Deno.Command(cmd, {
       args: full,
       stdin: "null",
@@ -119,10 +132,16 @@ export class EtcdServer {
   async #probe(): Promise<boolean> {
     if (this.opts.netns || this.opts.scheme === "https") {
       const r = await new Deno.Command("sh", {
-        args: ["-c", `${this.opts.netns ? `ip netns exec ${this.opts.netns} ` : ""}` +
-          `etcdctl --endpoints=${this.endpoint} ${this.opts.scheme === "https" ? "--insecure-skip-tls-verify" : ""} ` +
-          `${(this.opts.ctlArgs ?? []).join(" ")} endpoint health`],
-        stdout: "null", stderr: "null",
+        args: [
+          "-c",
+          `${this.opts.netns ? `ip netns exec ${this.opts.netns} ` : ""}` +
+          `etcdctl --endpoints=${this.endpoint} ${
+            this.opts.scheme === "https" ? "--insecure-skip-tls-verify" : ""
+          } ` +
+          `${(this.opts.ctlArgs ?? []).join(" ")} endpoint health`,
+        ],
+        stdout: "null",
+        stderr: "null",
         env: { ETCDCTL_API: "3" },
       }).output();
       return r.success;
@@ -160,7 +179,15 @@ export class EtcdServer {
     const cmd = this.opts.netns ? "ip" : "etcdctl";
     const ctlArgs = this.opts.ctlArgs ?? [];
     const full = this.opts.netns
-      ? ["netns", "exec", this.opts.netns, "etcdctl", `--endpoints=${this.endpoint}`, ...ctlArgs, ...args]
+      ? [
+        "netns",
+        "exec",
+        this.opts.netns,
+        "etcdctl",
+        `--endpoints=${this.endpoint}`,
+        ...ctlArgs,
+        ...args,
+      ]
       : [`--endpoints=${this.endpoint}`, ...ctlArgs, ...args];
     const r = await new Deno.Command(cmd, {
       args: full,
@@ -168,7 +195,9 @@ export class EtcdServer {
       signal: AbortSignal.timeout(30_000), // never hang a test on etcd
     }).output();
     const out = new TextDecoder().decode(r.stdout);
-    if (!r.success) throw new Error(`etcdctl ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
+    if (!r.success) {
+      throw new Error(`etcdctl ${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
+    }
     return out;
   }
 

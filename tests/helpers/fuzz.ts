@@ -45,7 +45,9 @@ export function mutateBytes(rng: Rng, b: Uint8Array, other: Uint8Array): Uint8Ar
   const v = new DataView(out.buffer);
   switch (rng.int(6)) {
     case 0:
-      for (let n = 1 + rng.int(8); n > 0 && out.length; n--) out[rng.int(out.length)] ^= 1 << rng.int(8);
+      for (let n = 1 + rng.int(8); n > 0 && out.length; n--) {
+        out[rng.int(out.length)] ^= 1 << rng.int(8);
+      }
       return out;
     case 1:
       return out.slice(0, rng.int(out.length + 1));
@@ -59,14 +61,21 @@ export function mutateBytes(rng: Rng, b: Uint8Array, other: Uint8Array): Uint8Ar
     }
     case 3: {
       const at = rng.int(out.length + 1);
-      return Uint8Array.from([...out.slice(0, at), ...rng.bytes(1 + rng.int(16)), ...out.slice(at)]);
+      return Uint8Array.from([
+        ...out.slice(0, at),
+        ...rng.bytes(1 + rng.int(16)),
+        ...out.slice(at),
+      ]);
     }
     case 4: {
       const at = rng.int(out.length + 1);
       return Uint8Array.from([...out.slice(0, at), ...out.slice(at + 1 + rng.int(8))]);
     }
     default:
-      return Uint8Array.from([...out.slice(0, rng.int(out.length + 1)), ...other.slice(rng.int(other.length + 1))]);
+      return Uint8Array.from([
+        ...out.slice(0, rng.int(out.length + 1)),
+        ...other.slice(rng.int(other.length + 1)),
+      ]);
   }
 }
 
@@ -75,8 +84,31 @@ function oddValue(rng: Rng): unknown {
   return rng.pick<() => unknown>([
     () => null,
     () => true,
-    () => rng.pick([0, -1, -0.5, 1.5, 2 ** 31, 2 ** 32, 2 ** 53 + 1, 1e308, -1e308, Number.MAX_SAFE_INTEGER]),
-    () => rng.pick(["", "0.0.0.0/0", "10.5.0.0/33", "255.255.255.255", "::", "fd00::/200", "x".repeat(10000), "\u0000", "10.5.0.0/16\n"]),
+    () =>
+      rng.pick([
+        0,
+        -1,
+        -0.5,
+        1.5,
+        2 ** 31,
+        2 ** 32,
+        2 ** 53 + 1,
+        1e308,
+        -1e308,
+        Number.MAX_SAFE_INTEGER,
+      ]),
+    () =>
+      rng.pick([
+        "",
+        "0.0.0.0/0",
+        "10.5.0.0/33",
+        "255.255.255.255",
+        "::",
+        "fd00::/200",
+        "x".repeat(10000),
+        "\u0000",
+        "10.5.0.0/16\n",
+      ]),
     () => [],
     () => ({}),
     () => [1, "a", null],
@@ -90,7 +122,11 @@ function mutateTree(rng: Rng, v: unknown): unknown {
   const copy: any = Array.isArray(v) ? [...v] : { ...(v as object) };
   const keys = Object.keys(copy);
   if (keys.length === 0 || rng.int(5) === 0) {
-    copy[Array.isArray(copy) ? copy.length : rng.pick(["Network", "SubnetLen", "PublicIP", "backend", "NETWORK", "__proto__", "x"])] = oddValue(rng);
+    copy[
+      Array.isArray(copy)
+        ? copy.length
+        : rng.pick(["Network", "SubnetLen", "PublicIP", "backend", "NETWORK", "__proto__", "x"])
+    ] = oddValue(rng);
     return copy;
   }
   const k = rng.pick(keys);
@@ -114,14 +150,20 @@ export function mutateJson(rng: Rng, s: string): string {
       return s.replace(/:\s*("[^"]*"|\d+)/, `:${open.repeat(depth)}1${close.repeat(depth)}`);
     }
     case 3:
-      return s.replace(/\d+/, rng.pick(["1e999", "-1e999", "99999999999999999999999", "0x10", "01", "1.0"]));
+      return s.replace(
+        /\d+/,
+        rng.pick(["1e999", "-1e999", "99999999999999999999999", "0x10", "01", "1.0"]),
+      );
     case 4: {
       const at = rng.int(s.length + 1);
-      return s.slice(0, at) + rng.pick(["{", "}", "[", "]", '"', ",", ":", "\\", "\u2028", "\uD800", " "]) + s.slice(at);
+      return s.slice(0, at) +
+        rng.pick(["{", "}", "[", "]", '"', ",", ":", "\\", "\u2028", "\uD800", " "]) + s.slice(at);
     }
     default: {
       const at = rng.int(s.length + 1);
-      return rng.int(2) ? s.slice(0, at) + s.slice(at + 1 + rng.int(4)) : s.slice(0, at) + s.slice(at - rng.int(8));
+      return rng.int(2)
+        ? s.slice(0, at) + s.slice(at + 1 + rng.int(4))
+        : s.slice(0, at) + s.slice(at - rng.int(8));
     }
   }
 }
@@ -161,8 +203,12 @@ export function fuzz<I>(target: FuzzTarget<I>, rng: Rng, ms: number): FuzzCounts
           counts.rejected++;
           continue;
         }
-        const shown = input instanceof Uint8Array ? `bytes ${Array.from(input, (x) => x.toString(16).padStart(2, "0")).join("")}` : JSON.stringify(input)?.slice(0, 500);
-        throw new Error(`finding after ${counts.tried} inputs: ${(e as Error)?.stack ?? e}\ninput: ${shown}`);
+        const shown = input instanceof Uint8Array
+          ? `bytes ${Array.from(input, (x) => x.toString(16).padStart(2, "0")).join("")}`
+          : JSON.stringify(input)?.slice(0, 500);
+        throw new Error(
+          `finding after ${counts.tried} inputs: ${(e as Error)?.stack ?? e}\ninput: ${shown}`,
+        );
       }
     }
   }

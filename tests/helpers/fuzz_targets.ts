@@ -20,11 +20,23 @@ import {
 import { decodeLink, linkChangeMessage, vxlanCreateMessage } from "../../ffi/netlink/link.ts";
 import { addrMessage, decodeAddr } from "../../ffi/netlink/addr.ts";
 import { decodeRoute, routeMessage } from "../../ffi/netlink/route.ts";
-import { decodeFdb, decodeNeigh, fdbReplaceMessage, neighReplaceMessage } from "../../ffi/netlink/neigh.ts";
-import { ConfigError, parseNetworkConfig } from "../../lib/config.ts";
-import { decodeLeaseAttrs, LeaseParseError, parseSubnetKey } from "../../lib/lease.ts";
-import { buildNetUnreachable, decrementTTL, ICMP_UNREACH_MAX, ipv4HeaderLength, ipv4TotalLength, isValidIPv4 } from "../../lib/backend/udp/packet.ts";
-import { mask4 } from "../../lib/ip.ts";
+import {
+  decodeFdb,
+  decodeNeigh,
+  fdbReplaceMessage,
+  neighReplaceMessage,
+} from "../../ffi/netlink/neigh.ts";
+import { ConfigError, parseNetworkConfig } from "../../lib/values/config.ts";
+import { decodeLeaseAttrs, LeaseParseError, parseSubnetKey } from "../../lib/values/lease.ts";
+import {
+  buildNetUnreachable,
+  decrementTTL,
+  ICMP_UNREACH_MAX,
+  ipv4HeaderLength,
+  ipv4TotalLength,
+  isValidIPv4,
+} from "../../lib/backend/udp/packet.ts";
+import { mask4 } from "../../lib/core/ip.ts";
 import { type FuzzTarget, mutateBytes, mutateJson, type Rng } from "./fuzz.ts";
 import { ipv4Packet } from "./packets.ts";
 
@@ -46,14 +58,50 @@ function bytesInput(rng: Rng, corpus: Uint8Array[]): Uint8Array {
 /** Kernel-shaped messages: the requests we send are NEW* messages the decoders accept. */
 const mac = Uint8Array.of(0x0e, 1, 2, 3, 4, 5);
 const NETLINK_CORPUS: Uint8Array[] = [
-  vxlanCreateMessage({ name: "flannel.1", vni: 1, port: 8472, local: 0xc0a8640a, underlayIndex: 2, mtu: 1450, mac }),
+  vxlanCreateMessage({
+    name: "flannel.1",
+    vni: 1,
+    port: 8472,
+    local: 0xc0a8640a,
+    underlayIndex: 2,
+    mtu: 1450,
+    mac,
+  }),
   linkChangeMessage(3, [], 1, 1),
   addrMessage(RTM_NEWADDR, 0, 4, { ip: 0x0a053400, prefix: 32 }),
   addrMessage(RTM_NEWADDR, 0, 4, { ip: 0xfd00n << 112n, prefix: 64 }),
-  routeMessage(RTM_NEWROUTE, 0, { dst: { ip: 0x0a053500, prefix: 24 }, gw: 0x0a053500, dev: 5, onlink: true, table: 1000 }),
+  routeMessage(RTM_NEWROUTE, 0, {
+    dst: { ip: 0x0a053500, prefix: 24 },
+    gw: 0x0a053500,
+    dev: 5,
+    onlink: true,
+    table: 1000,
+  }),
   neighReplaceMessage({ index: 5, ip: 0x0a053500, mac }),
   fdbReplaceMessage({ index: 5, mac, dst: 0xc0a8640b }),
-  Uint8Array.of(36, 0, 0, 0, NLMSG_ERROR, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0xef, 0xff, 0xff, 0xff, ...new Uint8Array(16)),
+  Uint8Array.of(
+    36,
+    0,
+    0,
+    0,
+    NLMSG_ERROR,
+    0,
+    0,
+    2,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0xef,
+    0xff,
+    0xff,
+    0xff,
+    ...new Uint8Array(16),
+  ),
   Uint8Array.of(20, 0, 0, 0, NLMSG_DONE, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
 ];
 
@@ -72,7 +120,9 @@ export const netlinkTarget: FuzzTarget<Uint8Array> = {
   input: (rng) => {
     const b = bytesInput(rng, NETLINK_CORPUS);
     // Sometimes retype the first message so each decoder sees every other layout.
-    if (b.length >= 6 && rng.int(3) === 0) new DataView(b.buffer).setUint16(4, rng.pick(Object.keys(DECODERS).map(Number)), true);
+    if (b.length >= 6 && rng.int(3) === 0) {
+      new DataView(b.buffer).setUint16(4, rng.pick(Object.keys(DECODERS).map(Number)), true);
+    }
     return b;
   },
   run: (b) => {
@@ -92,20 +142,30 @@ export const netlinkTarget: FuzzTarget<Uint8Array> = {
   },
 };
 
-const KEYS = ["/coreos.com/network/subnets/10.5.52.0-24", "10.42.1.0-24&2001:cafe:42:1::-64", "/x/subnets/0.0.0.0-0"];
+const KEYS = [
+  "/coreos.com/network/subnets/10.5.52.0-24",
+  "10.42.1.0-24&2001:cafe:42:1::-64",
+  "/x/subnets/0.0.0.0-0",
+];
 
 /** Subnet keys: null or a network address with prefix ≤ 31; it never throws. */
 export const leaseKeyTarget: FuzzTarget<string> = {
   expected: LeaseParseError,
   input: (rng) => {
     let s = rng.pick(KEYS);
-    for (let n = 1 + rng.int(3); n > 0; n--) s = mutateJson(rng, JSON.stringify(s)).slice(1, -1) || rng.pick(["", "-", "1.2.3.4-"]);
+    for (let n = 1 + rng.int(3); n > 0; n--) {
+      s = mutateJson(rng, JSON.stringify(s)).slice(1, -1) || rng.pick(["", "-", "1.2.3.4-"]);
+    }
     return s;
   },
   run: (key) => {
     const k = parseSubnetKey(key);
     if (!k) return;
-    check(k.subnet.prefix >= 0 && k.subnet.prefix <= 31 && ((k.subnet.ip & mask4(k.subnet.prefix)) >>> 0) === k.subnet.ip, `key ${key} gave ${JSON.stringify(k.subnet)}`);
+    check(
+      k.subnet.prefix >= 0 && k.subnet.prefix <= 31 &&
+        ((k.subnet.ip & mask4(k.subnet.prefix)) >>> 0) === k.subnet.ip,
+      `key ${key} gave ${JSON.stringify(k.subnet)}`,
+    );
   },
 };
 
@@ -118,10 +178,16 @@ const LEASE_VALUES = [
 /** Lease values: attributes with a u32 PublicIP, or LeaseParseError. */
 export const leaseValueTarget: FuzzTarget<string> = {
   expected: LeaseParseError,
-  input: (rng) => rng.int(20) === 0 ? new TextDecoder().decode(rng.bytes(rng.int(200))) : mutateJson(rng, rng.pick(LEASE_VALUES)),
+  input: (rng) =>
+    rng.int(20) === 0
+      ? new TextDecoder().decode(rng.bytes(rng.int(200)))
+      : mutateJson(rng, rng.pick(LEASE_VALUES)),
   run: (text) => {
     const a = decodeLeaseAttrs(text);
-    check(Number.isInteger(a.publicIP) && a.publicIP >= 0 && a.publicIP <= 0xffffffff, `PublicIP ${a.publicIP}`);
+    check(
+      Number.isInteger(a.publicIP) && a.publicIP >= 0 && a.publicIP <= 0xffffffff,
+      `PublicIP ${a.publicIP}`,
+    );
     check(a.backendType === undefined || typeof a.backendType === "string", "BackendType type");
   },
 };
@@ -151,15 +217,27 @@ export const configTarget: FuzzTarget<string> = {
     const c = parseNetworkConfig(text);
     check(c.enableIPv4 || c.enableIPv6, "neither family enabled");
     if (c.enableIPv4) {
-      check(!!c.network && c.subnetLen >= c.network.prefix && c.subnetLen <= 30, `SubnetLen ${c.subnetLen}`);
-      check(c.subnetMin <= c.subnetMax && c.subnetMin >= 0 && c.subnetMax <= 0xffffffff, "SubnetMin/Max");
+      check(
+        !!c.network && c.subnetLen >= c.network.prefix && c.subnetLen <= 30,
+        `SubnetLen ${c.subnetLen}`,
+      );
+      check(
+        c.subnetMin <= c.subnetMax && c.subnetMin >= 0 && c.subnetMax <= 0xffffffff,
+        "SubnetMin/Max",
+      );
     }
-    if (c.enableIPv6) check(!!c.ipv6Network && c.ipv6SubnetMin <= c.ipv6SubnetMax, "IPv6SubnetMin/Max");
+    if (c.enableIPv6) {
+      check(!!c.ipv6Network && c.ipv6SubnetMin <= c.ipv6SubnetMax, "IPv6SubnetMin/Max");
+    }
     check(typeof c.backendType === "string", "backend type");
   },
 };
 
-const PACKETS = [ipv4Packet("10.5.52.2", "10.5.53.2"), ipv4Packet("10.5.52.2", "10.5.53.2", 1, 1400), ipv4Packet("10.5.52.2", "10.5.53.3", 64, 0)];
+const PACKETS = [
+  ipv4Packet("10.5.52.2", "10.5.53.2"),
+  ipv4Packet("10.5.52.2", "10.5.53.2", 1, 1400),
+  ipv4Packet("10.5.52.2", "10.5.53.3", 64, 0),
+];
 
 /**
  * The udp receive path's checks on a datagram: validity implies a sane header, and the
@@ -175,8 +253,13 @@ export const udpPacketTarget: FuzzTarget<Uint8Array> = {
     check(n >= 0 && n <= ICMP_UNREACH_MAX, `reply length ${n}`);
     if (!isValidIPv4(v, 0, b.byteLength)) return;
     const hlen = ipv4HeaderLength(v, 0), total = ipv4TotalLength(v, 0);
-    check(hlen >= 20 && hlen <= total && total <= b.byteLength, `valid packet with IHL ${hlen}, total ${total}, ${b.byteLength} bytes`);
-    if (decrementTTL(v, 0)) check(isValidIPv4(v, 0, b.byteLength), "checksum wrong after TTL decrement");
+    check(
+      hlen >= 20 && hlen <= total && total <= b.byteLength,
+      `valid packet with IHL ${hlen}, total ${total}, ${b.byteLength} bytes`,
+    );
+    if (decrementTTL(v, 0)) {
+      check(isValidIPv4(v, 0, b.byteLength), "checksum wrong after TTL decrement");
+    }
   },
 };
 

@@ -10,8 +10,19 @@ import { nsExec } from "./netns.ts";
 import { type ParsedFamily, parsePrometheus } from "./prometheus.ts";
 
 /** GET `path` from the host's health server on `port`; status 0 when it does not answer. */
-export async function healthGet(h: Host, port: number, path: string): Promise<{ status: number; body: string }> {
-  const r = await nsExec(h.ns, "curl", ["-sS", "-m", "3", "-w", "\n%{http_code}", `http://127.0.0.1:${port}${path}`], { timeoutMs: 5000 });
+export async function healthGet(
+  h: Host,
+  port: number,
+  path: string,
+): Promise<{ status: number; body: string }> {
+  const r = await nsExec(h.ns, "curl", [
+    "-sS",
+    "-m",
+    "3",
+    "-w",
+    "\n%{http_code}",
+    `http://127.0.0.1:${port}${path}`,
+  ], { timeoutMs: 5000 });
   if (r.code !== 0) return { status: 0, body: r.stderr };
   const i = r.stdout.lastIndexOf("\n");
   return { status: Number(r.stdout.slice(i + 1)), body: r.stdout.slice(0, i) };

@@ -64,7 +64,11 @@ export class LineProcess {
    * Waits for the next stdout line matching `match` (dropping the lines before it); throws,
    * naming `what`, when the process exits or `timeoutMs` passes first.
    */
-  async waitFor(match: (line: string) => boolean, what: string, timeoutMs = 20_000): Promise<string> {
+  async waitFor(
+    match: (line: string) => boolean,
+    what: string,
+    timeoutMs = 20_000,
+  ): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const i = this.#lines.findIndex(match);
@@ -72,7 +76,9 @@ export class LineProcess {
       const left = deadline - Date.now();
       if (this.#closed || left <= 0) {
         throw new Error(
-          `${this.label}: no ${what} (${this.#closed ? "exited" : "timeout"}); stderr:\n${this.#stderr}`,
+          `${this.label}: no ${what} (${
+            this.#closed ? "exited" : "timeout"
+          }); stderr:\n${this.#stderr}`,
         );
       }
       await new Promise<void>((r) => {

@@ -61,7 +61,9 @@ export class NotifySocket {
       if (m !== undefined) return m;
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new Error(`no matching notify message within ${timeoutMs} ms; got ${JSON.stringify(this.messages)}`);
+    throw new Error(
+      `no matching notify message within ${timeoutMs} ms; got ${JSON.stringify(this.messages)}`,
+    );
   }
 
   /** Closes the socket and removes its path. */

@@ -5,7 +5,7 @@
  */
 
 import { internetChecksum } from "../../lib/backend/udp/packet.ts";
-import { parseIP4 } from "../../lib/ip.ts";
+import { parseIP4 } from "../../lib/core/ip.ts";
 import { nsExec } from "./netns.ts";
 
 /** A well-formed IPv4/UDP packet (to port 9, zero UDP checksum) with a valid header checksum. */

@@ -19,7 +19,7 @@ import {
   type Route,
   routeList,
 } from "../../ffi/netlink/mod.ts";
-import { formatIP4, formatNet4, type IP4Net, parseCIDR4, parseIP4 } from "../../lib/ip.ts";
+import { formatIP4, formatNet4, type IP4Net, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
 import {
   type Cluster,
   type Container,

@@ -15,13 +15,30 @@ export interface PingTimes {
 }
 
 /** Pings `toIp` from `ns` every `intervalS` for `seconds`; never throws on loss. */
-export async function pingTimes(ns: string, toIp: string, seconds: number, intervalS = 0.05): Promise<PingTimes> {
-  const r = await nsExec(ns, "ping", ["-n", "-D", "-i", String(intervalS), "-W", "1", "-w", String(seconds), toIp], {
+export async function pingTimes(
+  ns: string,
+  toIp: string,
+  seconds: number,
+  intervalS = 0.05,
+): Promise<PingTimes> {
+  const r = await nsExec(ns, "ping", [
+    "-n",
+    "-D",
+    "-i",
+    String(intervalS),
+    "-W",
+    "1",
+    "-w",
+    String(seconds),
+    toIp,
+  ], {
     timeoutMs: (seconds + 5) * 1000,
   });
   const output = r.stdout + r.stderr;
   const sent = Number(/(\d+) packets transmitted/.exec(output)?.[1] ?? 0);
-  const replies = [...output.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)].map((m) => Math.round(Number(m[1]) * 1000));
+  const replies = [...output.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)].map((m) =>
+    Math.round(Number(m[1]) * 1000)
+  );
   return { sent, replies, output };
 }
 

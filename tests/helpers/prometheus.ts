@@ -30,7 +30,9 @@ function parseValue(s: string, line: number): number {
   if (s === "NaN") return NaN;
   if (s === "+Inf") return Infinity;
   if (s === "-Inf") return -Infinity;
-  if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(s)) throw new Error(`line ${line}: bad value ${JSON.stringify(s)}`);
+  if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(s)) {
+    throw new Error(`line ${line}: bad value ${JSON.stringify(s)}`);
+  }
   return Number(s);
 }
 
@@ -60,20 +62,28 @@ export function parsePrometheus(text: string): Map<string, ParsedFamily> {
     let m: RegExpMatchArray | null;
     if ((m = l.match(HELP_RE))) {
       const f = fams.get(m[1]);
-      if (f?.help !== undefined || (f && f.samples.length)) throw new Error(`line ${n}: late or repeated HELP for ${m[1]}`);
+      if (f?.help !== undefined || (f && f.samples.length)) {
+        throw new Error(`line ${n}: late or repeated HELP for ${m[1]}`);
+      }
       fams.set(m[1], { type: f?.type ?? "", help: m[2], samples: [] });
       current = m[1];
     } else if ((m = l.match(TYPE_RE))) {
       const f = fams.get(m[1]);
       if (f?.type) throw new Error(`line ${n}: repeated TYPE for ${m[1]}`);
-      if (m[2] === "counter" && !m[1].endsWith("_total")) throw new Error(`line ${n}: counter ${m[1]} does not end in _total`);
+      if (m[2] === "counter" && !m[1].endsWith("_total")) {
+        throw new Error(`line ${n}: counter ${m[1]} does not end in _total`);
+      }
       fams.set(m[1], { type: m[2], help: f?.help, samples: [] });
       current = m[1];
     } else if (l.startsWith("#")) {
       throw new Error(`line ${n}: unexpected comment ${JSON.stringify(l)}`);
     } else if ((m = l.match(SAMPLE_RE))) {
       const f = fams.get(m[1]);
-      if (!f?.type || m[1] !== current) throw new Error(`line ${n}: sample ${m[1]} outside its family (TYPE first, samples together)`);
+      if (!f?.type || m[1] !== current) {
+        throw new Error(
+          `line ${n}: sample ${m[1]} outside its family (TYPE first, samples together)`,
+        );
+      }
       const labels = parseLabels(m[2] ?? "", n);
       const id = `${m[1]}${JSON.stringify(Object.entries(labels).sort())}`;
       if (series.has(id)) throw new Error(`line ${n}: duplicate series ${id}`);
@@ -88,7 +98,13 @@ export function parsePrometheus(text: string): Map<string, ParsedFamily> {
 }
 
 /** Sum of the samples of `name` whose labels include `labels`; undefined when none match. */
-export function metricValue(fams: Map<string, ParsedFamily>, name: string, labels: Record<string, string> = {}): number | undefined {
-  const hits = (fams.get(name)?.samples ?? []).filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+export function metricValue(
+  fams: Map<string, ParsedFamily>,
+  name: string,
+  labels: Record<string, string> = {},
+): number | undefined {
+  const hits = (fams.get(name)?.samples ?? []).filter((s) =>
+    Object.entries(labels).every(([k, v]) => s.labels[k] === v)
+  );
   return hits.length ? hits.reduce((a, s) => a + s.value, 0) : undefined;
 }

@@ -12,7 +12,10 @@ export class TcpProxy {
   #cut = false;
   #frozen = new Set<Deno.Conn>();
 
-  private constructor(listener: Deno.Listener, readonly target: { hostname: string; port: number }) {
+  private constructor(
+    listener: Deno.Listener,
+    readonly target: { hostname: string; port: number },
+  ) {
     this.#listener = listener;
     this.#accept();
   }

@@ -13,9 +13,9 @@ import { parseArgs } from "node:util";
 import { createInterface } from "node:readline";
 import process from "node:process";
 import { udpBackendFactory } from "../../lib/backend/udp/backend.ts";
-import { parseNetworkConfig } from "../../lib/config.ts";
-import { parseCIDR4, parseIP4 } from "../../lib/ip.ts";
-import type { Lease } from "../../lib/lease.ts";
+import { parseNetworkConfig } from "../../lib/values/config.ts";
+import { parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
+import type { Lease } from "../../lib/values/lease.ts";
 import { ifNameToIndex } from "../../ffi/libc.ts";
 
 const { values } = parseArgs({

@@ -1,7 +1,7 @@
 // Unit tests for lib/subnet/allocator.ts against FLANNEL.md §5 (compatibility, candidates, random pick).
 import assert from "node:assert/strict";
 import { eachCase } from "./table.ts";
-import { parseNetworkConfig } from "../../lib/config.ts";
+import { parseNetworkConfig } from "../../lib/values/config.ts";
 import {
   formatNet4,
   formatNet6,
@@ -9,7 +9,7 @@ import {
   type IP6Net,
   parseCIDR4,
   parseCIDR6,
-} from "../../lib/ip.ts";
+} from "../../lib/core/ip.ts";
 import {
   freeSubnets4,
   freeSubnets6,

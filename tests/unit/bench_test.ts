@@ -1,7 +1,7 @@
 // Unit tests for the benchmark's pure pieces: option parsing, log/monitor line parsers,
 // percentiles, fake peers and table layout.
 import assert from "node:assert/strict";
-import { formatLine } from "../../lib/log.ts";
+import { formatLine } from "../../lib/core/log.ts";
 import { makePeers } from "../../bench/control_plane.ts";
 import { parseOptions } from "../../bench/options.ts";
 import { percentile } from "../../bench/proc.ts";

@@ -1,8 +1,8 @@
 // Unit tests for lib/config.ts against FLANNEL.md §3 (defaults and validation).
 import assert from "node:assert/strict";
 import { eachCase } from "./table.ts";
-import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../../lib/config.ts";
-import { formatIP4, formatIP6, formatNet4, formatNet6 } from "../../lib/ip.ts";
+import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../../lib/values/config.ts";
+import { formatIP4, formatIP6, formatNet4, formatNet6 } from "../../lib/core/ip.ts";
 
 const parse = (o: unknown): NetworkConfig => parseNetworkConfig(JSON.stringify(o));
 

@@ -1,7 +1,14 @@
 // Unit tests for lib/flags.ts against FLANNEL.md §7 (Go `flag` syntax, env fallback).
 import assert from "node:assert/strict";
 import { eachCase, eachNull } from "./table.ts";
-import { envName, FlagError, FLAGS, parseDuration, parseFlags, usage } from "../../lib/flags.ts";
+import {
+  envName,
+  FlagError,
+  FLAGS,
+  parseDuration,
+  parseFlags,
+  usage,
+} from "../../lib/values/flags.ts";
 
 const vals = (argv: string[], env: Record<string, string> = {}) => parseFlags(argv, env).values;
 

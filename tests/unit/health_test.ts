@@ -1,19 +1,23 @@
 // Unit tests for lib/health: readiness rules, the Prometheus formatter and the backend
 // stats mapping, the HTTP routes against a fake daemon state, and sd_notify datagrams.
 import assert from "node:assert/strict";
-import { readinessProblems, type ReadinessInput } from "../../lib/health/readiness.ts";
-import { formatFamilies } from "../../lib/health/prometheus.ts";
-import { backendFamilies } from "../../lib/health/backend_metrics.ts";
-import { HealthMonitor, type HealthState } from "../../lib/health/monitor.ts";
-import { handle } from "../../lib/health/server.ts";
-import { sdNotify, watchdogIntervalMs } from "../../lib/health/sd_notify.ts";
+import { type ReadinessInput, readinessProblems } from "../../lib/daemon/health/readiness.ts";
+import { formatFamilies } from "../../lib/daemon/health/prometheus.ts";
+import { backendFamilies } from "../../lib/daemon/health/backend_metrics.ts";
+import { HealthMonitor, type HealthState } from "../../lib/daemon/health/monitor.ts";
+import { handle } from "../../lib/daemon/health/server.ts";
+import { sdNotify, watchdogIntervalMs } from "../../ffi/sd_notify.ts";
 import { sockaddrUn } from "../../ffi/libc.ts";
-import type { Lease } from "../../lib/lease.ts";
+import type { Lease } from "../../lib/values/lease.ts";
 import { metricValue, parsePrometheus } from "../helpers/prometheus.ts";
 import { NotifySocket } from "../helpers/notify_socket.ts";
 
 const NOW = 1_800_000_000_000;
-const lease: Lease = { subnet: { ip: 0x0a053400, prefix: 24 }, attrs: { publicIP: 0xc0a8640a, publicIPv6: null }, expiration: NOW + 3600_000 };
+const lease: Lease = {
+  subnet: { ip: 0x0a053400, prefix: 24 },
+  attrs: { publicIP: 0xc0a8640a, publicIPv6: null },
+  expiration: NOW + 3600_000,
+};
 const healthy: ReadinessInput = {
   now: NOW,
   startedAt: NOW - 60_000,
@@ -33,10 +37,16 @@ Deno.test("readiness: healthy snapshot has no problems", () => {
 Deno.test("readiness: each failing condition gives its reason", () => {
   const cases: [Partial<ReadinessInput>, RegExp][] = [
     [{ lease: null }, /^no subnet lease yet$/],
-    [{ lease: { ...lease, expiration: NOW - 5000 } }, /^lease on 10\.5\.52\.0\/24 expired 5 s ago$/],
+    [
+      { lease: { ...lease, expiration: NOW - 5000 } },
+      /^lease on 10\.5\.52\.0\/24 expired 5 s ago$/,
+    ],
     [{ etcdLastAnswerAt: NOW - 12_500 }, /^etcd not answering for 12 s$/],
     [{ watch: undefined }, /^lease watch not started$/],
-    [{ watch: { connected: false, lastResponseAt: NOW - 4000 } }, /^lease watch disconnected \(last answer 4 s ago\)$/],
+    [
+      { watch: { connected: false, lastResponseAt: NOW - 4000 } },
+      /^lease watch disconnected \(last answer 4 s ago\)$/,
+    ],
     [{ watch: { connected: true, lastResponseAt: NOW - 20_000 } }, /^lease watch silent for 20 s$/],
     [{ subnetEnvWritten: false }, /^subnet\.env not written yet$/],
     [{ rulesInPlace: false }, /^iptables rules not in place$/],
@@ -47,15 +57,29 @@ Deno.test("readiness: each failing condition gives its reason", () => {
     assert.match(p[0], re);
   }
   // A short disconnect (reconnect after compaction) is tolerated.
-  assert.deepEqual(readinessProblems({ ...healthy, watch: { connected: false, lastResponseAt: NOW - 1000 } }), []);
+  assert.deepEqual(
+    readinessProblems({ ...healthy, watch: { connected: false, lastResponseAt: NOW - 1000 } }),
+    [],
+  );
   // Before etcd ever answered, the silence counts from process start.
-  assert.match(readinessProblems({ ...healthy, etcdLastAnswerAt: 0, startedAt: NOW - 30_000 }).join(), /etcd not answering for 30 s/);
+  assert.match(
+    readinessProblems({ ...healthy, etcdLastAnswerAt: 0, startedAt: NOW - 30_000 }).join(),
+    /etcd not answering for 30 s/,
+  );
 });
 
 Deno.test("prometheus: formatter output parses strictly; escapes label values", () => {
   const text = formatFamilies([
     { name: "x_total", help: "a \\ help\nline", type: "counter", samples: [{ value: 3 }] },
-    { name: "y", help: "g", type: "gauge", samples: [{ value: NaN, labels: { a: 'q"u\\o\nte' } }, { value: Infinity, labels: { a: "b" } }] },
+    {
+      name: "y",
+      help: "g",
+      type: "gauge",
+      samples: [{ value: NaN, labels: { a: 'q"u\\o\nte' } }, {
+        value: Infinity,
+        labels: { a: "b" },
+      }],
+    },
     { name: "empty", help: "left out", type: "gauge", samples: [] },
   ]);
   assert.equal(
@@ -65,8 +89,14 @@ Deno.test("prometheus: formatter output parses strictly; escapes label values", 
   const fams = parsePrometheus(text);
   assert.equal(fams.get("y")!.samples[0].labels.a, 'q"u\\o\nte');
   assert.equal(fams.has("empty"), false);
-  assert.throws(() => formatFamilies([{ name: "x", help: "", type: "counter", samples: [{ value: 1 }] }]), /_total/);
-  assert.throws(() => formatFamilies([{ name: "1x", help: "", type: "gauge", samples: [{ value: 1 }] }]), /invalid metric name/);
+  assert.throws(
+    () => formatFamilies([{ name: "x", help: "", type: "counter", samples: [{ value: 1 }] }]),
+    /_total/,
+  );
+  assert.throws(
+    () => formatFamilies([{ name: "1x", help: "", type: "gauge", samples: [{ value: 1 }] }]),
+    /invalid metric name/,
+  );
 });
 
 Deno.test("prometheus parser rejects malformed text", () => {
@@ -84,15 +114,43 @@ Deno.test("prometheus parser rejects malformed text", () => {
 
 Deno.test("backend stats map onto labelled families", () => {
   const fams = backendFamilies("udp", {
-    tx_packets: 5, rx_packets: 7, rx_bytes: 700, rx_drop_malformed: 2, rx_drop_unknown_source: 1, tx_drop_no_route: 3,
-    repairs: 4, repairs_route: 3, repairs_fdb: 1, peers: 2, reconciles: 9,
+    tx_packets: 5,
+    rx_packets: 7,
+    rx_bytes: 700,
+    rx_drop_malformed: 2,
+    rx_drop_unknown_source: 1,
+    tx_drop_no_route: 3,
+    repairs: 4,
+    repairs_route: 3,
+    repairs_fdb: 1,
+    peers: 2,
+    reconciles: 9,
   });
   const parsed = parsePrometheus(formatFamilies(fams));
-  assert.equal(metricValue(parsed, "flannel_backend_packets_total", { backend: "udp", direction: "rx" }), 7);
+  assert.equal(
+    metricValue(parsed, "flannel_backend_packets_total", { backend: "udp", direction: "rx" }),
+    7,
+  );
   assert.equal(metricValue(parsed, "flannel_backend_bytes_total", { direction: "rx" }), 700);
-  assert.equal(metricValue(parsed, "flannel_backend_dropped_packets_total", { direction: "rx", reason: "malformed" }), 2);
-  assert.equal(metricValue(parsed, "flannel_backend_dropped_packets_total", { direction: "tx", reason: "no_route" }), 3);
-  assert.equal(metricValue(parsed, "flannel_backend_repairs_total"), 4, "sum over kinds; the plain sum key is not double-counted");
+  assert.equal(
+    metricValue(parsed, "flannel_backend_dropped_packets_total", {
+      direction: "rx",
+      reason: "malformed",
+    }),
+    2,
+  );
+  assert.equal(
+    metricValue(parsed, "flannel_backend_dropped_packets_total", {
+      direction: "tx",
+      reason: "no_route",
+    }),
+    3,
+  );
+  assert.equal(
+    metricValue(parsed, "flannel_backend_repairs_total"),
+    4,
+    "sum over kinds; the plain sum key is not double-counted",
+  );
   assert.equal(metricValue(parsed, "flannel_backend_repairs_total", { kind: "fdb" }), 1);
   assert.equal(parsed.get("flannel_backend_peers")!.type, "gauge");
   assert.equal(metricValue(parsed, "flannel_backend_reconciles_total"), 9);
@@ -100,15 +158,37 @@ Deno.test("backend stats map onto labelled families", () => {
 
 function fakeState(): HealthState {
   const watcherStats = {
-    events: 3, reconnects: 1, relists: 1, compactions: 0, stalls: 0, badLeases: 0,
-    lastEventAt: Date.now() - 1000, lastResponseAt: Date.now(), connected: true,
+    events: 3,
+    reconnects: 1,
+    relists: 1,
+    compactions: 0,
+    stalls: 0,
+    badLeases: 0,
+    lastEventAt: Date.now() - 1000,
+    lastResponseAt: Date.now(),
+    connected: true,
   };
   return {
     subnetEnvWritten: true,
     config: { backendType: "udp" } as HealthState["config"],
-    manager: { lease, stats: { renewals: 2, renewFailures: 1, losses: 0, regained: 0, subnetChanges: 0, acquireRetries: 0 } } as unknown as HealthState["manager"],
-    watcher: { stats: watcherStats, leases: () => [lease, lease] } as unknown as HealthState["watcher"],
-    backend: { stats: () => ({ rx_packets: 1, rx_drop_malformed: 4 }) } as unknown as HealthState["backend"],
+    manager: {
+      lease,
+      stats: {
+        renewals: 2,
+        renewFailures: 1,
+        losses: 0,
+        regained: 0,
+        subnetChanges: 0,
+        acquireRetries: 0,
+      },
+    } as unknown as HealthState["manager"],
+    watcher: {
+      stats: watcherStats,
+      leases: () => [lease, lease],
+    } as unknown as HealthState["watcher"],
+    backend: {
+      stats: () => ({ rx_packets: 1, rx_drop_malformed: 4 }),
+    } as unknown as HealthState["backend"],
   };
 }
 
@@ -120,23 +200,36 @@ Deno.test("routes: /healthz, /readyz 200 and 503 with reasons, /metrics", async 
     return { status: r.status, body: await r.text(), type: r.headers.get("content-type") };
   };
   assert.deepEqual((await get("/healthz")).body, "flanneld is running");
-  assert.deepEqual(await get("/readyz"), { status: 200, body: "flanneld is ready", type: "text/plain; charset=utf-8" });
+  assert.deepEqual(await get("/readyz"), {
+    status: 200,
+    body: "flanneld is ready",
+    type: "text/plain; charset=utf-8",
+  });
   state.subnetEnvWritten = false;
   state.rulesInPlace = false;
   const r = await get("/readyz");
   assert.equal(r.status, 503);
-  assert.equal(r.body, "flanneld is not ready yet\nsubnet.env not written yet\niptables rules not in place\n");
+  assert.equal(
+    r.body,
+    "flanneld is not ready yet\nsubnet.env not written yet\niptables rules not in place\n",
+  );
   const met = await get("/metrics");
   assert.equal(met.type, "text/plain; version=0.0.4; charset=utf-8");
   const fams = parsePrometheus(met.body);
   assert.equal(metricValue(fams, "flannel_ready"), 0);
   assert.equal(metricValue(fams, "flannel_iptables_rules_in_place"), 0);
   assert.equal(fams.get("flannel_lease_info")!.samples[0].labels.subnet, "10.5.52.0/24");
-  assert.equal(metricValue(fams, "flannel_lease_expiry_timestamp_seconds"), (NOW + 3600_000) / 1000);
+  assert.equal(
+    metricValue(fams, "flannel_lease_expiry_timestamp_seconds"),
+    (NOW + 3600_000) / 1000,
+  );
   assert.equal(metricValue(fams, "flannel_lease_renew_failures_total"), 1);
   assert.equal(metricValue(fams, "flannel_watch_events_total"), 3);
   assert.equal(metricValue(fams, "flannel_peers_known"), 2);
-  assert.equal(metricValue(fams, "flannel_backend_dropped_packets_total", { reason: "malformed" }), 4);
+  assert.equal(
+    metricValue(fams, "flannel_backend_dropped_packets_total", { reason: "malformed" }),
+    4,
+  );
   assert.equal((await get("/nope")).status, 404);
 });
 

@@ -1,9 +1,14 @@
 /** External interface selection (pure): snapshots in, choice or upstream's error out. */
 
 import { assertEquals, assertThrows } from "../helpers/assert.ts";
-import { chooseExtIface, type IfaceOptions, type NetState, usableAddrs } from "../../lib/iface.ts";
-import { formatIP4, formatIP6, parseIP4, parseIP6 } from "../../lib/ip.ts";
-import { setSink } from "../../lib/log.ts";
+import {
+  chooseExtIface,
+  type IfaceOptions,
+  type NetState,
+  usableAddrs,
+} from "../../lib/values/iface.ts";
+import { formatIP4, formatIP6, parseIP4, parseIP6 } from "../../lib/core/ip.ts";
+import { setSink } from "../../lib/core/log.ts";
 import type { Addr } from "../../ffi/netlink/addr.ts";
 import type { Link } from "../../ffi/netlink/link.ts";
 import { IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_TEMPORARY } from "../../ffi/netlink/message.ts";

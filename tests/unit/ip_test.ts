@@ -21,7 +21,7 @@ import {
   parseIP6,
   size4,
   size6,
-} from "../../lib/ip.ts";
+} from "../../lib/core/ip.ts";
 
 Deno.test("parseIP4 accepts dotted quads and computes the u32", () => {
   const cases: [string, number][] = [

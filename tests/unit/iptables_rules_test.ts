@@ -16,8 +16,8 @@ import {
   supportsRestoreWait,
 } from "../../lib/iptables/rules.ts";
 import { nftForwardScript, nftMasqScript, nftRuleCounts } from "../../lib/iptables/nft_rules.ts";
-import { previousSubnets } from "../../lib/subnet_env.ts";
-import { formatNet4, formatNet6 } from "../../lib/ip.ts";
+import { previousSubnets } from "../../lib/values/subnet_env.ts";
+import { formatNet4, formatNet6 } from "../../lib/core/ip.ts";
 import { upstreamForwardLines, upstreamMasqLines } from "../helpers/flannel_rules.ts";
 
 const N = "10.5.0.0/16";

@@ -9,7 +9,7 @@ import {
   LeaseParseError,
   parseSubnetKey,
   subnetKey,
-} from "../../lib/lease.ts";
+} from "../../lib/values/lease.ts";
 import {
   formatNet4,
   formatNet6,
@@ -17,7 +17,7 @@ import {
   parseCIDR6,
   parseIP4,
   parseIP6,
-} from "../../lib/ip.ts";
+} from "../../lib/core/ip.ts";
 
 const PUB = parseIP4("192.168.64.3")!;
 

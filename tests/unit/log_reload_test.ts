@@ -1,8 +1,8 @@
 /** SIGHUP's log level reload from the environment file, without a daemon. */
 
 import { assertEquals, assertStringIncludes } from "../helpers/assert.ts";
-import { reloadVerbosity } from "../../lib/log_reload.ts";
-import { getVerbosity, setSink, setVerbosity } from "../../lib/log.ts";
+import { reloadVerbosity } from "../../lib/daemon/log_reload.ts";
+import { getVerbosity, setSink, setVerbosity } from "../../lib/core/log.ts";
 
 Deno.test("reloadVerbosity: FLANNELD_V from the file, fallback without it, unchanged on errors", async () => {
   const dir = await Deno.makeTempDir();

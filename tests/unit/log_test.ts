@@ -7,7 +7,7 @@ import {
   OnceLogger,
   setSink,
   setVerbosity,
-} from "../../lib/log.ts";
+} from "../../lib/core/log.ts";
 
 const AT = new Date(Date.UTC(2024, 10, 22, 5, 49, 26, 123));
 
@@ -25,7 +25,7 @@ Deno.test("formatLine: klog layout with UTC time, pid and component", () => {
 });
 
 Deno.test("formatLine uses UTC whatever the local time zone", async () => {
-  const code = `import { formatLine } from "${new URL("../../lib/log.ts", import.meta.url)}";
+  const code = `import { formatLine } from "${new URL("../../lib/core/log.ts", import.meta.url)}";
     console.log(formatLine("I", "c", "m", undefined, new Date(${AT.getTime()})));`;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", "--no-check", code],

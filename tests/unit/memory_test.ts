@@ -1,6 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { memoryFields, releaseFreedMemory, startMemoryLog } from "../../lib/health/memory.ts";
-import { type Logger, setVerbosity } from "../../lib/log.ts";
+import { memoryFields, startMemoryLog } from "../../lib/daemon/health/memory.ts";
+import { releaseFreedMemory } from "../../ffi/malloc.ts";
+import { libc } from "../../ffi/libc.ts";
+import { type Logger, setVerbosity } from "../../lib/core/log.ts";
 
 /** A logger recording the messages it gets, at any level. */
 function recorder(): { log: Logger; lines: string[] } {
@@ -28,6 +30,13 @@ Deno.test("startMemoryLog: off by default, one line at once when asked, stops cl
   assertEquals(on.lines, ["memory"]);
 });
 
-Deno.test("releaseFreedMemory: callable on any path (rate-limited, no timers)", () => {
-  for (let i = 0; i < 100; i++) releaseFreedMemory();
+Deno.test("releaseFreedMemory: trims with glibc, at most once per 250 ms, no timers", () => {
+  // Debian's glibc has malloc_trim; without it the call is a no-op that never trims.
+  assert(libc.malloc_trim !== null, "glibc malloc_trim found");
+  const t0 = 1e12; // far from any earlier call's timestamp
+  assertEquals(releaseFreedMemory(t0), true);
+  let trims = 0;
+  for (let i = 1; i < 100; i++) if (releaseFreedMemory(t0 + i)) trims++;
+  assertEquals(trims, 0, "rate-limited within 250 ms");
+  assertEquals(releaseFreedMemory(t0 + 250), true);
 });

@@ -38,8 +38,8 @@ import {
   neighDelMessage,
   neighReplaceMessage,
 } from "../../ffi/netlink/neigh.ts";
-import { parseCIDR4, parseIP4, parseIP6 } from "../../lib/ip.ts";
-import { parseMAC } from "../../lib/mac.ts";
+import { parseCIDR4, parseIP4, parseIP6 } from "../../lib/core/ip.ts";
+import { parseMAC } from "../../lib/core/mac.ts";
 import { IFF_UP, RTM_DELADDR, RTM_DELROUTE, RTM_NEWADDR } from "../../ffi/netlink/message.ts";
 
 /** Concatenates byte groups (one group per struct field or attribute). */

@@ -7,8 +7,8 @@ import {
   planRepairs,
   planSize,
 } from "../../lib/backend/peer_state.ts";
-import { type IP4Net, parseCIDR4, parseIP4 } from "../../lib/ip.ts";
-import { parseMAC } from "../../lib/mac.ts";
+import { type IP4Net, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
+import { parseMAC } from "../../lib/core/mac.ts";
 
 const net = (s: string): IP4Net => parseCIDR4(s)!;
 const ip = (s: string): number => parseIP4(s)!;

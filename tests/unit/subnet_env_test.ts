@@ -1,7 +1,7 @@
 // Unit tests for lib/subnet_env.ts against FLANNEL.md §9.
 import assert from "node:assert/strict";
 import { eachCase } from "./table.ts";
-import { formatNet4, formatNet6, parseCIDR4, parseCIDR6 } from "../../lib/ip.ts";
+import { formatNet4, formatNet6, parseCIDR4, parseCIDR6 } from "../../lib/core/ip.ts";
 import {
   formatSubnetEnv,
   parseDotenv,
@@ -9,7 +9,7 @@ import {
   readPreviousSubnets,
   type SubnetEnv,
   writeSubnetEnv,
-} from "../../lib/subnet_env.ts";
+} from "../../lib/values/subnet_env.ts";
 
 const V4: SubnetEnv = {
   network: parseCIDR4("10.5.0.0/16")!,

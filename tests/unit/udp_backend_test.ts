@@ -1,8 +1,8 @@
 import { deepStrictEqual as assertEquals, throws as assertThrows } from "node:assert/strict";
 import { parseUdpConfig, UdpBackend } from "../../lib/backend/udp/backend.ts";
-import { backendFactory } from "../../lib/backend/registry.ts";
-import { parseNetworkConfig } from "../../lib/config.ts";
-import type { ExternalInterface } from "../../lib/backend/backend.ts";
+import { backendFactory } from "../../lib/daemon/backends.ts";
+import { parseNetworkConfig } from "../../lib/values/config.ts";
+import type { ExternalInterface } from "../../lib/values/iface.ts";
 
 const ext: ExternalInterface = {
   name: "eth0",

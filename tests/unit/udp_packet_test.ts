@@ -8,7 +8,7 @@ import {
   ipv4Src,
   isValidIPv4,
 } from "../../lib/backend/udp/packet.ts";
-import { parseIP4 } from "../../lib/ip.ts";
+import { parseIP4 } from "../../lib/core/ip.ts";
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
 function rng(seed: number): () => number {

@@ -4,7 +4,7 @@ import {
   throws as assertThrows,
 } from "node:assert/strict";
 import { PeerTable } from "../../lib/backend/udp/peers.ts";
-import { type IP4Net, parseCIDR4, parseIP4 } from "../../lib/ip.ts";
+import { type IP4Net, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
 
 const net = (s: string): IP4Net => parseCIDR4(s)!;
 const ip = (s: string): number => parseIP4(s)!;

@@ -4,10 +4,14 @@ import {
   throws as assertThrows,
 } from "node:assert/strict";
 import type { Link } from "../../ffi/netlink/mod.ts";
-import { leaseVtepMAC, needsChecksumWorkaround, parseVxlanConfig } from "../../lib/backend/vxlan/config.ts";
+import {
+  leaseVtepMAC,
+  needsChecksumWorkaround,
+  parseVxlanConfig,
+} from "../../lib/backend/vxlan/config.ts";
 import { incompatibility, randomMAC } from "../../lib/backend/vxlan/device.ts";
-import { ConfigError } from "../../lib/config.ts";
-import { formatMAC } from "../../lib/mac.ts";
+import { ConfigError } from "../../lib/values/config.ts";
+import { formatMAC } from "../../lib/core/mac.ts";
 
 Deno.test("vxlan config: defaults", () => {
   assertEquals(parseVxlanConfig({ Type: "vxlan" }), {
@@ -138,9 +142,19 @@ Deno.test("vxlan: checksum workaround by default only below 5.7 or behind NAT", 
     ["garbage", false, true],
   ];
   for (const [kernelRelease, behindNAT, want] of cases) {
-    assertEquals(needsChecksumWorkaround({ kernelRelease, behindNAT }), want, `${kernelRelease} nat=${behindNAT}`);
+    assertEquals(
+      needsChecksumWorkaround({ kernelRelease, behindNAT }),
+      want,
+      `${kernelRelease} nat=${behindNAT}`,
+    );
     assertEquals(parseVxlanConfig({}, {}, { kernelRelease, behindNAT }).disableTxChecksum, want);
   }
   // An explicit setting always wins.
-  assertEquals(parseVxlanConfig({ DisableTxChecksumOffload: true }, {}, { kernelRelease: "6.1", behindNAT: false }).disableTxChecksum, true);
+  assertEquals(
+    parseVxlanConfig({ DisableTxChecksumOffload: true }, {}, {
+      kernelRelease: "6.1",
+      behindNAT: false,
+    }).disableTxChecksum,
+    true,
+  );
 });

@@ -19,10 +19,11 @@ import {
   routeList,
   routeReplace,
 } from "../../../ffi/netlink/mod.ts";
-import { ConfigError } from "../../config.ts";
-import { equal4, formatIP4, formatNet4, type IP4Net } from "../../ip.ts";
-import { describeLease, field, type Lease, type LeaseEvent } from "../../lease.ts";
-import { logger } from "../../log.ts";
+import { ConfigError } from "../../values/config.ts";
+import { equal4, formatIP4, formatNet4, type IP4Net } from "../../core/ip.ts";
+import { field } from "../../core/json.ts";
+import { describeLease, type Lease, type LeaseEvent } from "../../values/lease.ts";
+import { logger } from "../../core/log.ts";
 import type { Backend, BackendContext, BackendFactory, BackendLeaseData } from "../backend.ts";
 import { UdpDatapath } from "./datapath.ts";
 import { PeerTable } from "./peers.ts";
@@ -232,10 +233,16 @@ export class UdpBackend implements Backend {
       const link = linkByName(nl, tun.name);
       if (!link) return; // gone with our fd only at stop()
       missing = [];
-      if (!addrList(nl, { index: link.index, family: 4 }).some((a) => a.ip === own.ip && a.prefix === 32)) {
+      if (
+        !addrList(nl, { index: link.index, family: 4 }).some((a) =>
+          a.ip === own.ip && a.prefix === 32
+        )
+      ) {
         missing.push("address");
       }
-      if (!routeList(nl, { dev: link.index }).some((r) => equal4(r.dst, this.#network))) missing.push("route");
+      if (!routeList(nl, { dev: link.index }).some((r) => equal4(r.dst, this.#network))) {
+        missing.push("route");
+      }
       if (!link.up) missing.push("link up");
     } catch (e) {
       log.warn("cannot check the TUN device", { device: tun.name, error: e });
@@ -247,7 +254,9 @@ export class UdpBackend implements Backend {
     try {
       this.#configureTun(tun.name, own);
       this.#repairs++;
-      log.warn(`repaired ${tun.name}: ${missing.join(", ")} had gone missing`, { subnet: formatNet4(own) });
+      log.warn(`repaired ${tun.name}: ${missing.join(", ")} had gone missing`, {
+        subnet: formatNet4(own),
+      });
     } catch (e) {
       log.warn(`cannot repair ${tun.name}`, { missing: missing.join(","), error: e });
     }

@@ -6,8 +6,8 @@
  */
 
 import { check, close, EFD_CLOEXEC, EFD_NONBLOCK, libc } from "../../../ffi/libc.ts";
-import type { IP4Net } from "../../ip.ts";
-import { getVerbosity, logger } from "../../log.ts";
+import type { IP4Net } from "../../core/ip.ts";
+import { getVerbosity, logger } from "../../core/log.ts";
 import { C, createCounters, snapshotCounters } from "./counters.ts";
 import type { PeerTable } from "./peers.ts";
 import { CTL_STOP, CTL_WORDS, type WorkerInit, type WorkerReport } from "./worker_protocol.ts";

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { formatNet4, type IP4Net, mask4 } from "../../ip.ts";
+import { formatNet4, type IP4Net, mask4 } from "../../core/ip.ts";
 
 const SEQ = 0;
 const SUBNET_LEN = 1;

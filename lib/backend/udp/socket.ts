@@ -26,7 +26,7 @@ import {
   SOL_UDP,
   SyscallError,
 } from "../../../ffi/libc.ts";
-import { formatIP4 } from "../../ip.ts";
+import { formatIP4 } from "../../core/ip.ts";
 import { UDP_GRO, UDP_SEGMENT } from "./mmsg.ts";
 
 /** Options of {@link openTunnelSocket}. */

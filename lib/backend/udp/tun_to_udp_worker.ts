@@ -41,8 +41,8 @@ import {
   VnetHdr,
 } from "./vnet.ts";
 import { ERRNO, errno, errnoName, libc, POLLIN } from "../../../ffi/libc.ts";
-import { formatIP4 } from "../../ip.ts";
-import { logger, OnceLogger } from "../../log.ts";
+import { formatIP4 } from "../../core/ip.ts";
+import { logger, OnceLogger } from "../../core/log.ts";
 
 const log = logger("udp");
 /** Data area with offloads: room for several 64 KB super-packets once split. */

@@ -22,8 +22,8 @@ import { sumViews } from "./checksum.ts";
 import { allocSummable } from "./checksum_wasm.ts";
 import { Coalescer } from "./gro.ts";
 import { ERRNO, errno, errnoName, libc, MSG_WAITFORONE } from "../../../ffi/libc.ts";
-import { formatNet4, mask4 } from "../../ip.ts";
-import { logger, OnceLogger } from "../../log.ts";
+import { formatNet4, mask4 } from "../../core/ip.ts";
+import { logger, OnceLogger } from "../../core/log.ts";
 
 const log = logger("udp");
 /** Times a TUN write is retried on EAGAIN before the packet is dropped. */

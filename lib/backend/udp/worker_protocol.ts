@@ -7,8 +7,8 @@
  */
 
 import { selfTest } from "../../../ffi/libc.ts";
-import type { IP4Net } from "../../ip.ts";
-import { setVerbosity } from "../../log.ts";
+import type { IP4Net } from "../../core/ip.ts";
+import { setVerbosity } from "../../core/log.ts";
 
 /** Start message of a data path Worker. */
 export interface WorkerInit {

@@ -4,9 +4,9 @@
  * @module
  */
 
-import { ConfigError, optBool, optUint } from "../../config.ts";
-import { field } from "../../lease.ts";
-import { parseMAC } from "../../mac.ts";
+import { ConfigError, optBool, optUint } from "../../values/config.ts";
+import { field } from "../../core/json.ts";
+import { parseMAC } from "../../core/mac.ts";
 
 /** VXLAN header (8) + UDP (8) + outer IPv4 (20) + inner Ethernet (14). */
 export const VXLAN_OVERHEAD = 50;

@@ -14,7 +14,7 @@ import {
   vxlanCreate,
   type VxlanSpec,
 } from "../../../ffi/netlink/mod.ts";
-import { formatIP4 } from "../../ip.ts";
+import { formatIP4 } from "../../core/ip.ts";
 
 /** A random locally administered unicast MAC (multicast bit clear, local bit set). */
 export function randomMAC(): Uint8Array {

@@ -6,9 +6,9 @@
  * @module
  */
 
-import { FlagError, parseFlags } from "./flags.ts";
-import { getVerbosity, logger, setVerbosity } from "./log.ts";
-import { parseDotenv } from "./subnet_env.ts";
+import { FlagError, parseFlags } from "../values/flags.ts";
+import { getVerbosity, logger, setVerbosity } from "../core/log.ts";
+import { parseDotenv } from "../values/subnet_env.ts";
 
 const log = logger("main");
 

@@ -54,12 +54,20 @@ export function formatFamilies(families: Family[]): string {
   for (const f of families) {
     if (f.samples.length === 0) continue;
     if (!NAME_RE.test(f.name)) throw new Error(`invalid metric name ${JSON.stringify(f.name)}`);
-    if (f.type === "counter" && !f.name.endsWith("_total")) throw new Error(`counter ${f.name} must end in _total`);
+    if (f.type === "counter" && !f.name.endsWith("_total")) {
+      throw new Error(`counter ${f.name} must end in _total`);
+    }
     lines.push(`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`);
     for (const s of f.samples) {
       const labels = Object.entries(s.labels ?? {});
-      for (const [k] of labels) if (!LABEL_RE.test(k)) throw new Error(`invalid label name ${JSON.stringify(k)} on ${f.name}`);
-      const l = labels.length ? `{${labels.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}` : "";
+      for (const [k] of labels) {
+        if (!LABEL_RE.test(k)) {
+          throw new Error(`invalid label name ${JSON.stringify(k)} on ${f.name}`);
+        }
+      }
+      const l = labels.length
+        ? `{${labels.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}`
+        : "";
       lines.push(`${f.name}${l} ${formatValue(s.value)}`);
     }
   }

@@ -3,11 +3,11 @@
  * @module
  */
 
-import { allocBackend } from "./alloc.ts";
-import type { BackendFactory } from "./backend.ts";
-import { hostGwBackend } from "./hostgw.ts";
-import { udpBackendFactory } from "./udp/backend.ts";
-import { vxlanBackend } from "./vxlan.ts";
+import { allocBackend } from "../backend/alloc.ts";
+import type { BackendFactory } from "../backend/backend.ts";
+import { hostGwBackend } from "../backend/hostgw.ts";
+import { udpBackendFactory } from "../backend/udp/backend.ts";
+import { vxlanBackend } from "../backend/vxlan.ts";
 
 const FACTORIES: Record<string, BackendFactory> = {
   alloc: allocBackend,

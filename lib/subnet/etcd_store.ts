@@ -9,7 +9,7 @@
 import { Etcd3, type IOptions } from "etcd3";
 import { Buffer } from "node:buffer";
 import { isIP } from "node:net";
-import { logger } from "../log.ts";
+import { logger } from "../core/log.ts";
 
 const log = logger("etcd");
 
@@ -34,7 +34,9 @@ export function parseEndpoints(s: string): string[] {
     try {
       u = new URL(e);
     } catch {
-      throw new Error(`--etcd-endpoints: ${JSON.stringify(e)} is not a URL (want http://host:port)`);
+      throw new Error(
+        `--etcd-endpoints: ${JSON.stringify(e)} is not a URL (want http://host:port)`,
+      );
     }
     if (u.protocol !== "http:" && u.protocol !== "https:") {
       throw new Error(`--etcd-endpoints: ${JSON.stringify(e)} must use http or https`);
@@ -67,9 +69,13 @@ export function createEtcdClient(o: EtcdClientOptions): Etcd3 {
     };
   } else if (wantsTLS) {
     // Server-authenticated TLS without a client certificate.
-    opts.credentials = { rootCertificate: o.caFile ? read(o.caFile, "--etcd-cafile") : undefined as unknown as Buffer };
+    opts.credentials = {
+      rootCertificate: o.caFile ? read(o.caFile, "--etcd-cafile") : undefined as unknown as Buffer,
+    };
   } else if (o.keyFile || o.certFile) {
-    log.warn("both --etcd-keyfile and --etcd-certfile are needed for TLS; connecting without client certificate");
+    log.warn(
+      "both --etcd-keyfile and --etcd-certfile are needed for TLS; connecting without client certificate",
+    );
   }
   if (o.username) opts.auth = { username: o.username, password: o.password ?? "" };
   const client = new Etcd3(opts);

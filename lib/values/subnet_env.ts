@@ -5,7 +5,16 @@
  * @module
  */
 
-import { formatIP4, formatIP6, formatNet4, formatNet6, type IP4Net, type IP6Net, parseCIDR4, parseCIDR6 } from "./ip.ts";
+import {
+  formatIP4,
+  formatIP6,
+  formatNet4,
+  formatNet6,
+  type IP4Net,
+  type IP6Net,
+  parseCIDR4,
+  parseCIDR6,
+} from "../core/ip.ts";
 
 /** What subnet.env says. */
 export interface SubnetEnv {
@@ -84,7 +93,9 @@ export function previousSubnets(text: string): PreviousSubnets {
 }
 
 /** Reads the previous subnets from a file; missing or unreadable gives `{}` plus the reason. */
-export async function readPreviousSubnets(path: string): Promise<{ prev: PreviousSubnets; problem?: string }> {
+export async function readPreviousSubnets(
+  path: string,
+): Promise<{ prev: PreviousSubnets; problem?: string }> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);

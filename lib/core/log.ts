@@ -59,9 +59,17 @@ function fmtValue(v: unknown): string {
 }
 
 /** Formats one line; exported for tests. */
-export function formatLine(sev: string, component: string, msg: string, fields?: Fields, now = new Date()): string {
+export function formatLine(
+  sev: string,
+  component: string,
+  msg: string,
+  fields?: Fields,
+  now = new Date(),
+): string {
   const ts = `${pad(now.getUTCMonth() + 1)}${pad(now.getUTCDate())} ${pad(now.getUTCHours())}:` +
-    `${pad(now.getUTCMinutes())}:${pad(now.getUTCSeconds())}.${pad(now.getUTCMilliseconds(), 3)}000`;
+    `${pad(now.getUTCMinutes())}:${pad(now.getUTCSeconds())}.${
+      pad(now.getUTCMilliseconds(), 3)
+    }000`;
   let line = `${sev}${ts} ${Deno.pid} ${component}] ${msg}`;
   if (fields) {
     for (const [k, v] of Object.entries(fields)) {

@@ -7,7 +7,7 @@
  */
 
 import type { Etcd3 } from "etcd3";
-import { logger } from "../log.ts";
+import { logger } from "../../core/log.ts";
 
 const log = logger("health");
 
@@ -32,14 +32,24 @@ export interface EtcdProbeStats {
 
 /** Periodically reads `key` from etcd and records whether etcd answered. */
 export class EtcdProbe {
-  readonly stats: EtcdProbeStats = { probes: 0, failures: 0, lastOkAt: 0, lastFailAt: 0, lastError: "" };
+  readonly stats: EtcdProbeStats = {
+    probes: 0,
+    failures: 0,
+    lastOkAt: 0,
+    lastFailAt: 0,
+    lastError: "",
+  };
   readonly #interval: number;
   readonly #timeout: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #running = false;
   #failing = false;
 
-  constructor(private readonly client: Etcd3, private readonly key: string, o: EtcdProbeOptions = {}) {
+  constructor(
+    private readonly client: Etcd3,
+    private readonly key: string,
+    o: EtcdProbeOptions = {},
+  ) {
     this.#interval = o.intervalMs ?? 2000;
     this.#timeout = o.timeoutMs ?? 2000;
   }
@@ -70,11 +80,15 @@ export class EtcdProbe {
     this.stats.probes++;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${this.#timeout} ms`)), this.#timeout);
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${this.#timeout} ms`)),
+        this.#timeout,
+      );
     });
     try {
       // The race bounds the probe even when the client's retry policy re-issues the call.
-      const get = this.client.get(this.key).options({ deadline: Date.now() + this.#timeout }).buffer();
+      const get = this.client.get(this.key).options({ deadline: Date.now() + this.#timeout })
+        .buffer();
       get.catch(() => {}); // a late rejection after the timeout won is expected
       await Promise.race([get, timeout]);
       this.stats.lastOkAt = Date.now();

@@ -6,9 +6,9 @@
  * @module
  */
 
-import { ConfigError, type NetworkConfig, parseNetworkConfig } from "./config.ts";
-import { logger } from "./log.ts";
-import type { SubnetRegistry } from "./subnet/registry.ts";
+import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../values/config.ts";
+import { logger } from "../core/log.ts";
+import type { SubnetRegistry } from "./registry.ts";
 
 const log = logger("flanneld");
 
@@ -32,7 +32,12 @@ export function configDrift(inUse: NetworkConfig, text: string | null): string |
  * Polls `<prefix>/config` every `intervalMs` until `signal` aborts; logs a drift once per
  * distinct value. etcd errors are ignored here (the watch and the probe report those).
  */
-export function watchConfig(registry: SubnetRegistry, inUse: NetworkConfig, signal: AbortSignal, intervalMs = 10_000): void {
+export function watchConfig(
+  registry: SubnetRegistry,
+  inUse: NetworkConfig,
+  signal: AbortSignal,
+  intervalMs = 10_000,
+): void {
   let lastText: string | null | undefined;
   const timer = setInterval(async () => {
     let text: string | null;
@@ -44,7 +49,9 @@ export function watchConfig(registry: SubnetRegistry, inUse: NetworkConfig, sign
     if (text === lastText || signal.aborted) return;
     lastText = text;
     const drift = configDrift(inUse, text);
-    if (drift) log.warn(`network config in etcd ${drift}; restart to apply`, { key: registry.configKey });
+    if (drift) {
+      log.warn(`network config in etcd ${drift}; restart to apply`, { key: registry.configKey });
+    }
   }, intervalMs);
   signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }

@@ -7,20 +7,21 @@
  */
 
 import type { Etcd3 } from "etcd3";
-import { ConfigError, type NetworkConfig, parseNetworkConfig } from "./config.ts";
-import type { Backend, ExternalInterface } from "./backend/backend.ts";
-import { backendFactory, backendTypes } from "./backend/registry.ts";
-import { describeLease, type Lease, type LeaseAttrs, type LeaseEvent } from "./lease.ts";
-import { formatIP4 } from "./ip.ts";
-import { logger } from "./log.ts";
-import { remoteLeaseProblem } from "./subnet/allocator.ts";
-import { LeaseManager, OutOfSubnetsError } from "./subnet/lease_manager.ts";
-import { SubnetRegistry } from "./subnet/registry.ts";
-import { LeaseWatcher, type WatcherOptions } from "./subnet/watcher.ts";
-import { readPreviousSubnets, writeSubnetEnv } from "./subnet_env.ts";
-import { watchConfig } from "./config_watch.ts";
-import { leaseNets, TrafficRules, type TrafficRulesOptions } from "./iptables/manager.ts";
-import { sdNotify } from "./health/sd_notify.ts";
+import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../values/config.ts";
+import type { Backend } from "../backend/backend.ts";
+import type { ExternalInterface } from "../values/iface.ts";
+import { backendFactory, backendTypes } from "./backends.ts";
+import { describeLease, type Lease, type LeaseAttrs, type LeaseEvent } from "../values/lease.ts";
+import { formatIP4 } from "../core/ip.ts";
+import { logger } from "../core/log.ts";
+import { remoteLeaseProblem } from "../subnet/allocator.ts";
+import { LeaseManager, OutOfSubnetsError } from "../subnet/lease_manager.ts";
+import { SubnetRegistry } from "../subnet/registry.ts";
+import { LeaseWatcher, type WatcherOptions } from "../subnet/watcher.ts";
+import { readPreviousSubnets, writeSubnetEnv } from "../values/subnet_env.ts";
+import { watchConfig } from "../subnet/config_source.ts";
+import { leaseNets, TrafficRules, type TrafficRulesOptions } from "../iptables/manager.ts";
+import { sdNotify } from "../../ffi/sd_notify.ts";
 
 const log = logger("flanneld");
 
@@ -77,7 +78,11 @@ function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
  * Reads `<prefix>/config` until it exists and is valid. Logs a line when the problem
  * first appears or changes, and a reminder every 30 s: a clear message, not a flood.
  */
-export async function waitForConfig(registry: SubnetRegistry, retryMs: number, signal: AbortSignal): Promise<NetworkConfig | null> {
+export async function waitForConfig(
+  registry: SubnetRegistry,
+  retryMs: number,
+  signal: AbortSignal,
+): Promise<NetworkConfig | null> {
   let lastProblem = "";
   let lastLogged = 0;
   while (!signal.aborted) {
@@ -94,7 +99,9 @@ export async function waitForConfig(registry: SubnetRegistry, retryMs: number, s
       }
     } catch (e) {
       problem = e instanceof ConfigError
-        ? `invalid network config at ${registry.configKey}: ${e.message}${e.field ? ` (field ${e.field})` : ""}`
+        ? `invalid network config at ${registry.configKey}: ${e.message}${
+          e.field ? ` (field ${e.field})` : ""
+        }`
         : `cannot read network config from etcd: ${(e as Error).message}`;
     }
     if (problem !== lastProblem || Date.now() - lastLogged > 30000) {
@@ -108,18 +115,30 @@ export async function waitForConfig(registry: SubnetRegistry, retryMs: number, s
 }
 
 /** Runs the daemon until `signal` aborts. Returns the process exit code. */
-export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: DaemonState = { subnetEnvWritten: false }): Promise<number> {
+export async function runDaemon(
+  o: DaemonOptions,
+  signal: AbortSignal,
+  state: DaemonState = { subnetEnvWritten: false },
+): Promise<number> {
   const registry = new SubnetRegistry(o.client, o.prefix);
   const { prev, problem } = await readPreviousSubnets(o.subnetFile);
   if (problem) log.warn(problem);
-  else if (prev.subnet) log.info("found previous subnet in subnet file", { subnet: describeLease({ subnet: prev.subnet, ipv6Subnet: prev.ipv6Subnet }) });
+  else if (prev.subnet) {
+    log.info("found previous subnet in subnet file", {
+      subnet: describeLease({ subnet: prev.subnet, ipv6Subnet: prev.ipv6Subnet }),
+    });
+  }
 
   const cfg = await waitForConfig(registry, o.configRetryMs ?? 1000, signal);
   if (!cfg) return 0;
   state.config = cfg;
   const factory = backendFactory(cfg.backendType);
   if (!factory) {
-    log.error(`unknown backend type ${JSON.stringify(cfg.backendType)} in network config (Backend.Type); have: ${backendTypes().join(", ")}`);
+    log.error(
+      `unknown backend type ${
+        JSON.stringify(cfg.backendType)
+      } in network config (Backend.Type); have: ${backendTypes().join(", ")}`,
+    );
     return 1;
   }
   const ext = await o.selectInterface(cfg);
@@ -149,7 +168,9 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
     try {
       lease = await manager.acquire();
     } catch (e) {
-      const why = e instanceof OutOfSubnetsError ? e.message : `failed to acquire lease: ${(e as Error).message}`;
+      const why = e instanceof OutOfSubnetsError
+        ? e.message
+        : `failed to acquire lease: ${(e as Error).message}`;
       log.error(`${why}; retrying in ${wait / 1000} s`);
       if (!await sleep(wait, signal)) return 0;
     }
@@ -179,7 +200,13 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
       return false;
     });
   state.subnetEnvWritten = await envFile();
-  if (state.subnetEnvWritten) log.info("wrote subnet file", { path: o.subnetFile, subnet: describeLease(lease), mtu: backend.mtu });
+  if (state.subnetEnvWritten) {
+    log.info("wrote subnet file", {
+      path: o.subnetFile,
+      subnet: describeLease(lease),
+      mtu: backend.mtu,
+    });
+  }
 
   // Remote lease events reach the backend one batch at a time, in order.
   const watcher = new LeaseWatcher(registry, o.watcher);
@@ -204,7 +231,10 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
       state.subnetEnvWritten = await envFile();
       watcher.setOwn(now.subnet);
       await watcher.resync();
-      log.warn("data path moved to the new subnet; subnet file rewritten", { old: describeLease(old), subnet: describeLease(now) });
+      log.warn("data path moved to the new subnet; subnet file rewritten", {
+        old: describeLease(old),
+        subnet: describeLease(now),
+      });
     }
   };
   await watcher.start();
@@ -217,7 +247,9 @@ export async function runDaemon(o: DaemonOptions, signal: AbortSignal, state: Da
     if (signal.aborted) return resolve();
     signal.addEventListener("abort", () => resolve(), { once: true });
   });
-  log.info("shutting down; lease and kernel state are kept", { subnet: describeLease(manager.lease ?? lease) });
+  log.info("shutting down; lease and kernel state are kept", {
+    subnet: describeLease(manager.lease ?? lease),
+  });
   watcher.stop();
   manager.stop();
   await rules?.stop(); // the rules themselves stay, as upstream's

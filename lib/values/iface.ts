@@ -10,16 +10,32 @@
  * @module
  */
 
-import type { ExternalInterface } from "./backend/backend.ts";
-import { formatIP4, formatIP6, parseIP4, parseIP6 } from "./ip.ts";
-import { logger } from "./log.ts";
-import { type Addr, addrList } from "../ffi/netlink/addr.ts";
-import { type Link, linkList } from "../ffi/netlink/link.ts";
-import { IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_TEMPORARY } from "../ffi/netlink/message.ts";
-import { defaultRouteDevs, routeGet } from "../ffi/netlink/route.ts";
-import { NetlinkSocket } from "../ffi/netlink/socket.ts";
+import { formatIP4, formatIP6, parseIP4, parseIP6 } from "../core/ip.ts";
+import { logger } from "../core/log.ts";
+import { type Addr, addrList } from "../../ffi/netlink/addr.ts";
+import { type Link, linkList } from "../../ffi/netlink/link.ts";
+import { IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_TEMPORARY } from "../../ffi/netlink/message.ts";
+import { defaultRouteDevs, routeGet } from "../../ffi/netlink/route.ts";
+import { NetlinkSocket } from "../../ffi/netlink/socket.ts";
 
 const log = logger("iface");
+
+/** The external (underlay) interface chosen by interface selection. */
+export interface ExternalInterface {
+  /** Interface name, e.g. `eth0`. */
+  name: string;
+  /** Interface index. */
+  index: number;
+  /** MTU of the interface. */
+  mtu: number;
+  /** IPv4 address on the interface (u32), 0 when none. */
+  ifaceAddr: number;
+  /** Address advertised in the lease (`--public-ip`, else the interface address). */
+  extAddr: number;
+  /** IPv6 counterparts (dual-stack), null when unused. */
+  ifaceAddr6: bigint | null;
+  extAddr6: bigint | null;
+}
 
 /** Command-line options that take part in the choice. */
 export interface IfaceOptions {

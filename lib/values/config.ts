@@ -5,8 +5,10 @@
  * @module
  */
 
-import { field } from "./lease.ts";
+import { field } from "../core/json.ts";
 import {
+  contains4,
+  contains6,
   formatIP4,
   formatIP6,
   type IP4Net,
@@ -19,9 +21,7 @@ import {
   parseIP6,
   size4,
   size6,
-  contains4,
-  contains6,
-} from "./ip.ts";
+} from "../core/ip.ts";
 
 /** A parsed, validated network config with every default filled in. */
 export interface NetworkConfig {
@@ -56,7 +56,9 @@ export class ConfigError extends Error {
 export function optBool(o: Record<string, unknown>, name: string, dflt: boolean): boolean {
   const v = field(o, name);
   if (v === undefined || v === null) return dflt;
-  if (typeof v !== "boolean") throw new ConfigError(name, `${name} must be true or false, got ${JSON.stringify(v)}`);
+  if (typeof v !== "boolean") {
+    throw new ConfigError(name, `${name} must be true or false, got ${JSON.stringify(v)}`);
+  }
   return v;
 }
 
@@ -73,7 +75,9 @@ export function optUint(o: Record<string, unknown>, name: string): number {
 function optString(o: Record<string, unknown>, name: string): string | undefined {
   const v = field(o, name);
   if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v !== "string") throw new ConfigError(name, `${name} must be a string, got ${JSON.stringify(v)}`);
+  if (typeof v !== "string") {
+    throw new ConfigError(name, `${name} must be a string, got ${JSON.stringify(v)}`);
+  }
   return v;
 }
 
@@ -118,7 +122,10 @@ export function parseNetworkConfig(text: string): NetworkConfig {
     if (t) cfg.backendType = (t as string).toLowerCase();
   }
   if (!cfg.enableIPv4 && !cfg.enableIPv6) {
-    throw new ConfigError("EnableIPv4", "EnableIPv4 and EnableIPv6 are both false: nothing to allocate");
+    throw new ConfigError(
+      "EnableIPv4",
+      "EnableIPv4 and EnableIPv6 are both false: nothing to allocate",
+    );
   }
   if (cfg.enableIPv4) validateV4(o, cfg);
   if (cfg.enableIPv6) validateV6(o, cfg);
@@ -128,17 +135,24 @@ export function parseNetworkConfig(text: string): NetworkConfig {
 function validateV4(o: Record<string, unknown>, cfg: NetworkConfig): void {
   const netStr = optString(o, "Network");
   if (netStr === undefined) {
-    throw new ConfigError("Network", "Network is required when EnableIPv4 is true (e.g. \"10.5.0.0/16\")");
+    throw new ConfigError(
+      "Network",
+      'Network is required when EnableIPv4 is true (e.g. "10.5.0.0/16")',
+    );
   }
   const net = parseCIDR4(netStr);
-  if (!net) throw new ConfigError("Network", `Network ${JSON.stringify(netStr)} is not an IPv4 CIDR`);
+  if (!net) {
+    throw new ConfigError("Network", `Network ${JSON.stringify(netStr)} is not an IPv4 CIDR`);
+  }
   cfg.network = net;
   if (cfg.subnetLen > 0) {
     if (cfg.subnetLen > 30) throw new ConfigError("SubnetLen", "SubnetLen must be less than /31");
     if (cfg.subnetLen < net.prefix + 2) {
       throw new ConfigError(
         "SubnetLen",
-        `SubnetLen /${cfg.subnetLen}: Network /${net.prefix} must be able to accommodate at least four subnets (SubnetLen >= ${net.prefix + 2})`,
+        `SubnetLen /${cfg.subnetLen}: Network /${net.prefix} must be able to accommodate at least four subnets (SubnetLen >= ${
+          net.prefix + 2
+        })`,
       );
     }
   } else if (net.prefix > 28) {
@@ -153,11 +167,17 @@ function validateV4(o: Record<string, unknown>, cfg: NetworkConfig): void {
   const m = mask4(cfg.subnetLen);
   for (const [name, v] of [["SubnetMin", cfg.subnetMin], ["SubnetMax", cfg.subnetMax]] as const) {
     if (((v & m) >>> 0) !== v) {
-      throw new ConfigError(name, `${name} is not on a SubnetLen boundary: ${formatIP4(v)} (SubnetLen /${cfg.subnetLen})`);
+      throw new ConfigError(
+        name,
+        `${name} is not on a SubnetLen boundary: ${formatIP4(v)} (SubnetLen /${cfg.subnetLen})`,
+      );
     }
   }
   if (cfg.subnetMin > cfg.subnetMax) {
-    throw new ConfigError("SubnetMin", `SubnetMin ${formatIP4(cfg.subnetMin)} is above SubnetMax ${formatIP4(cfg.subnetMax)}`);
+    throw new ConfigError(
+      "SubnetMin",
+      `SubnetMin ${formatIP4(cfg.subnetMin)} is above SubnetMax ${formatIP4(cfg.subnetMax)}`,
+    );
   }
 }
 
@@ -165,30 +185,49 @@ function boundV4(o: Record<string, unknown>, name: string, net: IP4Net, dflt: nu
   const s = optString(o, name);
   if (s === undefined) return dflt >>> 0;
   const ip = parseIP4(s);
-  if (ip === null) throw new ConfigError(name, `${name} ${JSON.stringify(s)} is not an IPv4 address`);
+  if (ip === null) {
+    throw new ConfigError(name, `${name} ${JSON.stringify(s)} is not an IPv4 address`);
+  }
   if (ip === 0) return dflt >>> 0; // Go's zero IP means "unset"
-  if (!contains4(net, ip)) throw new ConfigError(name, `${name} is not in the range of the Network`);
+  if (!contains4(net, ip)) {
+    throw new ConfigError(name, `${name} is not in the range of the Network`);
+  }
   return ip;
 }
 
 function validateV6(o: Record<string, unknown>, cfg: NetworkConfig): void {
   const netStr = optString(o, "IPv6Network");
   if (netStr === undefined) {
-    throw new ConfigError("IPv6Network", "IPv6Network is required when EnableIPv6 is true (e.g. \"fd00:10:5::/48\")");
+    throw new ConfigError(
+      "IPv6Network",
+      'IPv6Network is required when EnableIPv6 is true (e.g. "fd00:10:5::/48")',
+    );
   }
   const net = parseCIDR6(netStr);
-  if (!net) throw new ConfigError("IPv6Network", `IPv6Network ${JSON.stringify(netStr)} is not an IPv6 CIDR`);
+  if (!net) {
+    throw new ConfigError(
+      "IPv6Network",
+      `IPv6Network ${JSON.stringify(netStr)} is not an IPv6 CIDR`,
+    );
+  }
   cfg.ipv6Network = net;
   if (cfg.ipv6SubnetLen > 0) {
-    if (cfg.ipv6SubnetLen > 126) throw new ConfigError("IPv6SubnetLen", "IPv6SubnetLen must be less than /127");
+    if (cfg.ipv6SubnetLen > 126) {
+      throw new ConfigError("IPv6SubnetLen", "IPv6SubnetLen must be less than /127");
+    }
     if (cfg.ipv6SubnetLen < net.prefix + 2) {
       throw new ConfigError(
         "IPv6SubnetLen",
-        `IPv6SubnetLen /${cfg.ipv6SubnetLen}: IPv6Network /${net.prefix} must be able to accommodate at least four subnets (IPv6SubnetLen >= ${net.prefix + 2})`,
+        `IPv6SubnetLen /${cfg.ipv6SubnetLen}: IPv6Network /${net.prefix} must be able to accommodate at least four subnets (IPv6SubnetLen >= ${
+          net.prefix + 2
+        })`,
       );
     }
   } else if (net.prefix > 124) {
-    throw new ConfigError("IPv6Network", "IPv6Network is too small. Minimum useful network prefix is /124");
+    throw new ConfigError(
+      "IPv6Network",
+      "IPv6Network is too small. Minimum useful network prefix is /124",
+    );
   } else {
     cfg.ipv6SubnetLen = net.prefix <= 62 ? 64 : net.prefix + 2;
   }
@@ -196,9 +235,19 @@ function validateV6(o: Record<string, unknown>, cfg: NetworkConfig): void {
   cfg.ipv6SubnetMin = boundV6(o, "IPv6SubnetMin", net, net.ip + step);
   cfg.ipv6SubnetMax = boundV6(o, "IPv6SubnetMax", net, net.ip + size6(net.prefix) - step);
   const m = mask6(cfg.ipv6SubnetLen);
-  for (const [name, v] of [["IPv6SubnetMin", cfg.ipv6SubnetMin], ["IPv6SubnetMax", cfg.ipv6SubnetMax]] as const) {
+  for (
+    const [name, v] of [["IPv6SubnetMin", cfg.ipv6SubnetMin], [
+      "IPv6SubnetMax",
+      cfg.ipv6SubnetMax,
+    ]] as const
+  ) {
     if ((v & m) !== v) {
-      throw new ConfigError(name, `${name} is not on a SubnetLen boundary: ${formatIP6(v)} (IPv6SubnetLen /${cfg.ipv6SubnetLen})`);
+      throw new ConfigError(
+        name,
+        `${name} is not on a SubnetLen boundary: ${
+          formatIP6(v)
+        } (IPv6SubnetLen /${cfg.ipv6SubnetLen})`,
+      );
     }
   }
   if (cfg.ipv6SubnetMin > cfg.ipv6SubnetMax) {
@@ -210,8 +259,12 @@ function boundV6(o: Record<string, unknown>, name: string, net: IP6Net, dflt: bi
   const s = optString(o, name);
   if (s === undefined) return dflt;
   const ip = parseIP6(s);
-  if (ip === null) throw new ConfigError(name, `${name} ${JSON.stringify(s)} is not an IPv6 address`);
+  if (ip === null) {
+    throw new ConfigError(name, `${name} ${JSON.stringify(s)} is not an IPv6 address`);
+  }
   if (ip === 0n) return dflt;
-  if (!contains6(net, ip)) throw new ConfigError(name, `${name} is not in the range of the IPv6Network`);
+  if (!contains6(net, ip)) {
+    throw new ConfigError(name, `${name} is not in the range of the IPv6Network`);
+  }
   return ip;
 }

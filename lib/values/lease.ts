@@ -5,18 +5,19 @@
  * @module
  */
 
+import { field } from "../core/json.ts";
 import {
   formatIP4,
   formatIP6,
   formatNet4,
   formatNet6,
   type IP4Net,
-  type IP6Net,
   ip4Net,
+  type IP6Net,
   ip6Net,
   parseIP4,
   parseIP6,
-} from "./ip.ts";
+} from "../core/ip.ts";
 
 /** What a host advertises in its lease. */
 export interface LeaseAttrs {
@@ -85,7 +86,9 @@ export function encodeLeaseAttrs(a: LeaseAttrs): string {
     a.publicIPv6 === null ? "null" : `"${formatIP6(a.publicIPv6)}"`
   }`;
   if (a.backendType) s += `,"BackendType":${JSON.stringify(a.backendType)}`;
-  if (a.backendData !== undefined && a.backendData !== null) s += `,"BackendData":${JSON.stringify(a.backendData)}`;
+  if (a.backendData !== undefined && a.backendData !== null) {
+    s += `,"BackendData":${JSON.stringify(a.backendData)}`;
+  }
   if (a.backendV6Data !== undefined && a.backendV6Data !== null) {
     s += `,"BackendV6Data":${JSON.stringify(a.backendV6Data)}`;
   }
@@ -98,14 +101,6 @@ export class LeaseParseError extends Error {
     super(msg);
     this.name = "LeaseParseError";
   }
-}
-
-/** Field lookup with Go's case-insensitive JSON matching (exact match preferred). */
-export function field(obj: Record<string, unknown>, name: string): unknown {
-  if (name in obj) return obj[name];
-  const lower = name.toLowerCase();
-  for (const k of Object.keys(obj)) if (k.toLowerCase() === lower) return obj[k];
-  return undefined;
 }
 
 /** Decodes a lease value; throws {@link LeaseParseError} for anything upstream would reject. */
@@ -124,14 +119,18 @@ export function decodeLeaseAttrs(text: string): LeaseAttrs {
   let publicIP = 0;
   if (pub !== undefined && pub !== null) {
     const ip = typeof pub === "string" ? parseIP4(pub) : null;
-    if (ip === null) throw new LeaseParseError(`PublicIP ${JSON.stringify(pub)} is not an IPv4 address`);
+    if (ip === null) {
+      throw new LeaseParseError(`PublicIP ${JSON.stringify(pub)} is not an IPv4 address`);
+    }
     publicIP = ip;
   }
   const pub6 = field(o, "PublicIPv6");
   let publicIPv6: bigint | null = null;
   if (pub6 !== undefined && pub6 !== null) {
     const ip = typeof pub6 === "string" ? parseIP6(pub6) : null;
-    if (ip === null) throw new LeaseParseError(`PublicIPv6 ${JSON.stringify(pub6)} is not an IPv6 address`);
+    if (ip === null) {
+      throw new LeaseParseError(`PublicIPv6 ${JSON.stringify(pub6)} is not an IPv6 address`);
+    }
     publicIPv6 = ip;
   }
   const bt = field(o, "BackendType");
@@ -149,5 +148,7 @@ export function decodeLeaseAttrs(text: string): LeaseAttrs {
 
 /** `10.5.52.0/24` (and `, fd00::/64`) for log lines. */
 export function describeLease(l: { subnet: IP4Net; ipv6Subnet?: IP6Net }): string {
-  return l.ipv6Subnet ? `${formatNet4(l.subnet)},${formatNet6(l.ipv6Subnet)}` : formatNet4(l.subnet);
+  return l.ipv6Subnet
+    ? `${formatNet4(l.subnet)},${formatNet6(l.ipv6Subnet)}`
+    : formatNet4(l.subnet);
 }

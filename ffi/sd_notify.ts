@@ -6,8 +6,17 @@
  * @module
  */
 
-import { AF_UNIX, check, close, libc, SOCK_CLOEXEC, SOCK_DGRAM, sockaddrUn, socket } from "../../ffi/libc.ts";
-import { logger } from "../log.ts";
+import {
+  AF_UNIX,
+  check,
+  close,
+  libc,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  sockaddrUn,
+  socket,
+} from "./libc.ts";
+import { logger } from "../lib/core/log.ts";
 
 const log = logger("sd_notify");
 const enc = new TextEncoder();
@@ -38,7 +47,10 @@ export function sdNotify(state: string, socketPath = Deno.env.get("NOTIFY_SOCKET
  * Watchdog interval from `$WATCHDOG_USEC` (and `$WATCHDOG_PID`, which must be us when
  * set), halved as sd_watchdog_enabled(3) recommends; null when the watchdog is off.
  */
-export function watchdogIntervalMs(env: Record<string, string | undefined> = Deno.env.toObject(), pid = Deno.pid): number | null {
+export function watchdogIntervalMs(
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+  pid = Deno.pid,
+): number | null {
   const usec = Number(env.WATCHDOG_USEC);
   if (!env.WATCHDOG_USEC || !Number.isFinite(usec) || usec <= 0) return null;
   if (env.WATCHDOG_PID && Number(env.WATCHDOG_PID) !== pid) return null;

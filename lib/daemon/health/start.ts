@@ -6,10 +6,10 @@
  */
 
 import type { Etcd3 } from "etcd3";
-import { SubnetRegistry } from "../subnet/registry.ts";
+import { SubnetRegistry } from "../../subnet/registry.ts";
 import { EtcdProbe } from "./etcd_probe.ts";
-import { type HealthState, HealthMonitor } from "./monitor.ts";
-import { startWatchdog, watchdogIntervalMs } from "./sd_notify.ts";
+import { HealthMonitor, type HealthState } from "./monitor.ts";
+import { startWatchdog, watchdogIntervalMs } from "../../../ffi/sd_notify.ts";
 import { startHealthServer } from "./server.ts";
 
 /** What {@link startHealth} needs. */

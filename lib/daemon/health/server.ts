@@ -5,7 +5,7 @@
  * @module
  */
 
-import { logger } from "../log.ts";
+import { logger } from "../../core/log.ts";
 import { renderMetrics } from "./metrics.ts";
 import type { HealthMonitor } from "./monitor.ts";
 import { CONTENT_TYPE } from "./prometheus.ts";
@@ -22,21 +22,32 @@ export function handle(req: Request, m: HealthMonitor): Response {
     case "/readyz": {
       const problems = m.problems();
       if (problems.length === 0) return new Response("flanneld is ready", { headers: TEXT });
-      return new Response(`flanneld is not ready yet\n${problems.join("\n")}\n`, { status: 503, headers: TEXT });
+      return new Response(`flanneld is not ready yet\n${problems.join("\n")}\n`, {
+        status: 503,
+        headers: TEXT,
+      });
     }
     case "/metrics":
       return new Response(renderMetrics(m), { headers: { "content-type": CONTENT_TYPE } });
     default:
-      return new Response("not found; try /healthz, /readyz or /metrics\n", { status: 404, headers: TEXT });
+      return new Response("not found; try /healthz, /readyz or /metrics\n", {
+        status: 404,
+        headers: TEXT,
+      });
   }
 }
 
 /** Listens on `hostname:port` until the returned server is shut down. */
-export function startHealthServer(hostname: string, port: number, m: HealthMonitor): Deno.HttpServer {
+export function startHealthServer(
+  hostname: string,
+  port: number,
+  m: HealthMonitor,
+): Deno.HttpServer {
   return Deno.serve({
     hostname,
     port,
-    onListen: (addr) => log.info("health server listening", { addr: `${addr.hostname}:${addr.port}` }),
+    onListen: (addr) =>
+      log.info("health server listening", { addr: `${addr.hostname}:${addr.port}` }),
     onError: (e) => {
       log.error("health request failed", { error: e });
       return new Response("internal error\n", { status: 500, headers: TEXT });

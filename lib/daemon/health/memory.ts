@@ -5,15 +5,10 @@
  *
  * On with `FLANNEL_MEMORY_LOG_SECONDS=<n>` (a line every n seconds, at info level) or at
  * `-v=2` when the daemon starts (every 60 s).
- *
- * Also {@link releaseFreedMemory}: glibc keeps memory freed by V8's background threads
- * (compiler zones, GC) in per-thread arenas instead of returning it, ~15 MiB after a burst of
- * 1,000 lease events; `malloc_trim` gives those pages back.
  * @module
  */
 
-import { libc } from "../../ffi/libc.ts";
-import { getVerbosity, type Logger } from "../log.ts";
+import { getVerbosity, type Logger } from "../../core/log.ts";
 
 const MiB = 1024 * 1024;
 
@@ -43,20 +38,4 @@ export function startMemoryLog(
   const t = setInterval(write, (fromEnv ? seconds : 60) * 1000);
   Deno.unrefTimer(t); // never keeps the process alive on its own
   return () => clearInterval(t);
-}
-
-/** Not more often than this: a trim walks every malloc arena (~0.1–1 ms). */
-const TRIM_MIN_INTERVAL_MS = 250;
-let lastTrim = 0;
-
-/**
- * Returns the free pages of every malloc arena to the kernel (glibc `malloc_trim(0)`); call
- * after a piece of work (a batch of lease events, a reconcile). Rate-limited, so callers on
- * busy paths need not care; no timer of its own (the next piece of work, at the latest the
- * periodic reconcile, trims what a skipped call left). A no-op without glibc.
- */
-export function releaseFreedMemory(now = Date.now()): void {
-  if (!libc.malloc_trim || now - lastTrim < TRIM_MIN_INTERVAL_MS) return;
-  lastTrim = now;
-  libc.malloc_trim(0n);
 }

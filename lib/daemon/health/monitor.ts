@@ -7,7 +7,12 @@
 
 import type { DaemonState } from "../daemon.ts";
 import type { EtcdProbe } from "./etcd_probe.ts";
-import { DEFAULT_LIMITS, type ReadinessInput, type ReadinessLimits, readinessProblems } from "./readiness.ts";
+import {
+  DEFAULT_LIMITS,
+  type ReadinessInput,
+  type ReadinessLimits,
+  readinessProblems,
+} from "./readiness.ts";
 
 /** The daemon state health reads (`rulesInPlace` undefined: rules not managed). */
 export type HealthState = DaemonState;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { describeLease, type Lease } from "../lease.ts";
+import { describeLease, type Lease } from "../../values/lease.ts";
 
 /** What readiness is judged on; times in ms since epoch. */
 export interface ReadinessInput {
@@ -35,16 +35,25 @@ export interface ReadinessLimits {
 }
 
 /** Defaults used by the daemon. */
-export const DEFAULT_LIMITS: ReadinessLimits = { etcdSilenceMs: 10_000, watchDisconnectGraceMs: 3_000, watchSilenceMs: 15_000 };
+export const DEFAULT_LIMITS: ReadinessLimits = {
+  etcdSilenceMs: 10_000,
+  watchDisconnectGraceMs: 3_000,
+  watchSilenceMs: 15_000,
+};
 
 const secs = (ms: number) => Math.floor(ms / 1000);
 
 /** Why the node is not ready, one human-readable reason each; empty when ready. */
-export function readinessProblems(i: ReadinessInput, lim: ReadinessLimits = DEFAULT_LIMITS): string[] {
+export function readinessProblems(
+  i: ReadinessInput,
+  lim: ReadinessLimits = DEFAULT_LIMITS,
+): string[] {
   const out: string[] = [];
   if (!i.lease) out.push("no subnet lease yet");
   else if (i.lease.expiration && i.now >= i.lease.expiration) {
-    out.push(`lease on ${describeLease(i.lease)} expired ${secs(i.now - i.lease.expiration)} s ago`);
+    out.push(
+      `lease on ${describeLease(i.lease)} expired ${secs(i.now - i.lease.expiration)} s ago`,
+    );
   }
   const silent = i.now - (i.etcdLastAnswerAt || i.startedAt);
   if (silent > lim.etcdSilenceMs) out.push(`etcd not answering for ${secs(silent)} s`);

@@ -31,7 +31,8 @@ const RULES: Rule[] = [
   {
     re: /^(tx|rx)_(packets|bytes|batches)$/,
     name: "", // filled from the match: flannel_backend_<packets|bytes|batches>_total
-    help: "Data path packets, bytes or batches by direction (tx: overlay to underlay, rx: underlay to overlay).",
+    help:
+      "Data path packets, bytes or batches by direction (tx: overlay to underlay, rx: underlay to overlay).",
     labels: (m) => ({ direction: m[1] }),
   },
   {
@@ -51,7 +52,13 @@ const RULES: Rule[] = [
 /** Families for one backend's stats; `type` is the backend type (`udp`, `vxlan`…). */
 export function backendFamilies(type: string, stats: Record<string, number>): Family[] {
   const fams = new Map<string, Family>();
-  const add = (name: string, help: string, kind: Family["type"], labels: Record<string, string>, value: number) => {
+  const add = (
+    name: string,
+    help: string,
+    kind: Family["type"],
+    labels: Record<string, string>,
+    value: number,
+  ) => {
     let f = fams.get(name);
     if (!f) fams.set(name, f = { name, help, type: kind, samples: [] });
     f.samples.push({ labels: { backend: type, ...labels }, value });
@@ -67,9 +74,21 @@ export function backendFamilies(type: string, stats: Record<string, number>): Fa
     const rule = RULES.find((r) => r.re.test(key));
     if (rule) {
       const m = key.match(rule.re)!;
-      add(rule.name || `flannel_backend_${m[2]}_total`, rule.help, "counter", rule.labels(m), value);
+      add(
+        rule.name || `flannel_backend_${m[2]}_total`,
+        rule.help,
+        "counter",
+        rule.labels(m),
+        value,
+      );
     } else {
-      add(`flannel_backend_${sanitizeName(key)}_total`, `Backend counter ${key}.`, "counter", {}, value);
+      add(
+        `flannel_backend_${sanitizeName(key)}_total`,
+        `Backend counter ${key}.`,
+        "counter",
+        {},
+        value,
+      );
     }
   }
   return [...fams.values()];
