@@ -116,7 +116,7 @@ async function main(): Promise<number> {
           enableIPv4: cfg.enableIPv4,
           enableIPv6: cfg.enableIPv6,
         }),
-      backendOptions: { reconcileIntervalSeconds: f["reconcile-interval"] },
+      reconcileIntervalSeconds: f["reconcile-interval"] as number,
       rules: {
         ipMasq: f["ip-masq"] as boolean,
         forwardRules: f["iptables-forward-rules"] as boolean,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { backendFactory } from "../lib/daemon/backends.ts";
+import { backendKind } from "../lib/daemon/backends.ts";
 import { type BackendType, Cluster, type Container } from "../tests/helpers/cluster.ts";
 import { until } from "../tests/helpers/control.ts";
 import { buildKernelVxlan, buildRawUnderlay } from "./reference.ts";
@@ -108,7 +108,7 @@ export function ours(
     id,
     label,
     reference: false,
-    unavailable: () => backendFactory(backend) ? null : "n/a (backend not available)",
+    unavailable: () => backendKind(backend) ? null : "n/a (backend not available)",
     open: async () =>
       ready(await Cluster.create({ ...TOPOLOGY, backend, config, daemonCommand }), null, tunDev),
   };

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { backendFactory } from "../lib/daemon/backends.ts";
+import { backendKind } from "../lib/daemon/backends.ts";
 import type { BackendType } from "../tests/helpers/cluster.ts";
 import { benchControlPlane, type CpResult } from "./control_plane.ts";
 import { measurePath } from "./measure.ts";
@@ -44,7 +44,7 @@ async function measureRow(spec: PathSpec, o: BenchOptions): Promise<PathRow> {
 /** Control-plane backends: as asked, else every kernel-programming one we have, else udp. */
 function cpBackends(o: BenchOptions): BackendType[] {
   if (o.cpBackends) return o.cpBackends as BackendType[];
-  const kernel = (["vxlan", "host-gw"] as const).filter((b) => backendFactory(b));
+  const kernel = (["vxlan", "host-gw"] as const).filter((b) => backendKind(b));
   return kernel.length ? [...kernel] : ["udp"];
 }
 

@@ -4,21 +4,24 @@
  * @module
  */
 
-import type { Backend, BackendContext } from "./backend.ts";
+import type { Backend, BackendKind } from "./backend.ts";
 
-/** Creates the alloc backend: lease without BackendType, MTU of the external interface. */
-export function allocBackend(ctx: BackendContext): Backend {
-  let events = 0;
-  return {
-    leaseType: "",
-    mtu: ctx.ext.mtu,
-    prepare: () => Promise.resolve({}),
-    start: () => Promise.resolve(),
-    handle: (evs) => {
-      events += evs.length;
-      return Promise.resolve();
-    },
-    stop: () => Promise.resolve(),
-    stats: () => ({ lease_events: events }),
-  };
-}
+/** The alloc backend: lease without BackendType, MTU of the external interface; no options. */
+export const allocBackend: BackendKind<Record<never, never>> = {
+  parse: () => ({}),
+  create(ctx): Backend {
+    let events = 0;
+    return {
+      leaseType: "",
+      mtu: ctx.ext.mtu,
+      prepare: () => Promise.resolve({}),
+      start: () => Promise.resolve(),
+      handle: (evs) => {
+        events += evs.length;
+        return Promise.resolve();
+      },
+      stop: () => Promise.resolve(),
+      stats: () => ({ lease_events: events }),
+    };
+  },
+};

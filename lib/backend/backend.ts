@@ -10,11 +10,13 @@ import type { Lease, LeaseEvent } from "../values/lease.ts";
 import type { ExternalInterface } from "../values/iface.ts";
 
 /** Everything a backend gets at construction. */
-export interface BackendContext {
+export interface BackendContext<O = unknown> {
   network: NetworkConfig;
   ext: ExternalInterface;
-  /** Options given on the command line that backends care about. */
-  options: Record<string, unknown>;
+  /** The backend's own options, parsed from the config's Backend object by its kind. */
+  options: O;
+  /** `--reconcile-interval`: how often kernel state is checked and repaired, in seconds. */
+  reconcileIntervalSeconds: number;
 }
 
 /** Lease attribute pieces a backend contributes. */
@@ -39,7 +41,18 @@ export interface Backend {
   stop(): Promise<void>;
   /** Counters for metrics and tests (packets, bytes, drops by reason, repairs…). */
   stats(): Record<string, number>;
+  /** Why the data path is not ready yet (for `/readyz`); empty or absent when it is. */
+  problems?(): string[];
 }
 
-/** Creates a backend. */
-export type BackendFactory = (ctx: BackendContext) => Backend;
+/**
+ * A backend type: how its options are read from the config's Backend object, and how it is
+ * created with them. Options are parsed (and refused, naming the field) while the config is
+ * read, before any device or lease exists.
+ */
+export interface BackendKind<O> {
+  /** Parses and validates the Backend object; throws ConfigError naming the field. */
+  parse(backend: Record<string, unknown>, network: NetworkConfig): O;
+  /** Creates the backend. */
+  create(ctx: BackendContext<O>): Backend;
+}

@@ -9,7 +9,7 @@ import type { NetlinkSocket } from "../../ffi/netlink/mod.ts";
 import { formatIP4, type IP4Net } from "../core/ip.ts";
 import type { Lease } from "../values/lease.ts";
 import { logger } from "../core/log.ts";
-import type { Backend, BackendContext, BackendLeaseData } from "./backend.ts";
+import type { BackendContext, BackendKind, BackendLeaseData } from "./backend.ts";
 import { PeerBackend } from "./peer_backend.ts";
 import type { Ownership, PeerEntries } from "./peer_state.ts";
 import type { Repair } from "./reconcile.ts";
@@ -22,8 +22,8 @@ export class HostGwBackend extends PeerBackend {
   readonly mtu: number;
   #network: IP4Net;
 
-  constructor(private readonly ctx: BackendContext) {
-    super(log, ctx.options);
+  constructor(private readonly ctx: BackendContext<HostGwOptions>) {
+    super(log, ctx.reconcileIntervalSeconds);
     if (!ctx.network.network) throw new Error("host-gw: IPv6-only networks are not supported");
     this.#network = ctx.network.network;
     this.mtu = ctx.ext.mtu;
@@ -66,7 +66,11 @@ export class HostGwBackend extends PeerBackend {
   }
 }
 
-/** Creates the host-gw backend. */
-export function hostGwBackend(ctx: BackendContext): Backend {
-  return new HostGwBackend(ctx);
-}
+/** host-gw has no options of its own (upstream reads none either). */
+export type HostGwOptions = Record<never, never>;
+
+/** The host-gw backend type. */
+export const hostGwBackend: BackendKind<HostGwOptions> = {
+  parse: () => ({}),
+  create: (ctx) => new HostGwBackend(ctx),
+};

@@ -9,7 +9,7 @@ import type { Lease, LeaseEvent } from "../values/lease.ts";
 import type { Logger } from "../core/log.ts";
 import type { Backend, BackendLeaseData } from "./backend.ts";
 import type { Ownership, PeerEntries } from "./peer_state.ts";
-import { type PeerDataPath, PeerReconciler, reconcileOptions, type Repair } from "./reconcile.ts";
+import { type PeerDataPath, PeerReconciler, type Repair } from "./reconcile.ts";
 
 /** A backend whose data path is kernel routes (and neighbours/FDB) per remote lease. */
 export abstract class PeerBackend implements Backend, PeerDataPath {
@@ -21,9 +21,9 @@ export abstract class PeerBackend implements Backend, PeerDataPath {
   protected own: Lease | null = null;
   readonly #engine: PeerReconciler;
 
-  /** @param options backend options from the command line (`reconcileIntervalSeconds`). */
-  constructor(log: Logger, options: Record<string, unknown>) {
-    this.#engine = new PeerReconciler(this.nl, this, log, reconcileOptions(options));
+  /** @param intervalSeconds `--reconcile-interval` */
+  constructor(log: Logger, intervalSeconds: number) {
+    this.#engine = new PeerReconciler(this.nl, this, log, { intervalSeconds });
   }
 
   abstract prepare(): Promise<BackendLeaseData>;

@@ -94,12 +94,6 @@ export interface ReconcileOptions {
 /** A burst of notifications delays its reconcile by at most this many debounce periods. */
 const MAX_DEBOUNCE_FACTOR = 10;
 
-/** Reads `reconcileIntervalSeconds` from backend options (the `--reconcile-interval` flag). */
-export function reconcileOptions(options: Record<string, unknown>): ReconcileOptions {
-  const v = options.reconcileIntervalSeconds;
-  return typeof v === "number" && v > 0 ? { intervalSeconds: v } : {};
-}
-
 /** Keeps the kernel in line with the remote leases; see the module comment. */
 export class PeerReconciler {
   #leases = new Map<string, Lease>();

@@ -25,11 +25,12 @@ import { contains4, formatIP4, type IP4Net } from "../core/ip.ts";
 import { describeLease, type Lease } from "../values/lease.ts";
 import { logger, OnceLogger } from "../core/log.ts";
 import { formatMAC } from "../core/mac.ts";
-import type { Backend, BackendContext, BackendLeaseData } from "./backend.ts";
+import type { BackendContext, BackendKind, BackendLeaseData } from "./backend.ts";
 import { PeerBackend } from "./peer_backend.ts";
 import { type Ownership, type PeerEntries, sameMAC } from "./peer_state.ts";
 import type { Repair } from "./reconcile.ts";
 import {
+  checksumWorkaround,
   leaseVtepMAC,
   parseVxlanConfig,
   VXLAN_OVERHEAD,
@@ -84,9 +85,13 @@ export class VxlanBackend extends PeerBackend {
   #mac: Uint8Array | null = null;
   #badLease = new OnceLogger(log);
 
-  constructor(private readonly ctx: BackendContext) {
-    super(log, ctx.options);
-    this.config = parseVxlanConfig(ctx.network.backend, ctx.options, {
+  /** Whether TX checksum offload is turned off on the device. */
+  readonly disableTxChecksum: boolean;
+
+  constructor(private readonly ctx: BackendContext<VxlanConfig>) {
+    super(log, ctx.reconcileIntervalSeconds);
+    this.config = ctx.options;
+    this.disableTxChecksum = checksumWorkaround(this.config, {
       kernelRelease: Deno.osRelease(),
       behindNAT: ctx.ext.extAddr !== ctx.ext.ifaceAddr,
     });
@@ -129,7 +134,7 @@ export class VxlanBackend extends PeerBackend {
     try {
       Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${link.name}/accept_ra`, "0");
     } catch { /* IPv6 disabled: nothing to turn off */ }
-    if (!this.config.disableTxChecksum) return;
+    if (!this.disableTxChecksum) return;
     try {
       setTxChecksum(link.name, false);
       log.info(
@@ -221,7 +226,8 @@ export class VxlanBackend extends PeerBackend {
   }
 }
 
-/** Creates the vxlan backend. */
-export function vxlanBackend(ctx: BackendContext): Backend {
-  return new VxlanBackend(ctx);
-}
+/** The vxlan backend type. */
+export const vxlanBackend: BackendKind<VxlanConfig> = {
+  parse: parseVxlanConfig,
+  create: (ctx) => new VxlanBackend(ctx),
+};

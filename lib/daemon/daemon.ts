@@ -10,7 +10,7 @@ import type { Etcd3 } from "etcd3";
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../values/config.ts";
 import type { Backend } from "../backend/backend.ts";
 import type { ExternalInterface } from "../values/iface.ts";
-import { backendFactory, backendTypes } from "./backends.ts";
+import { chooseBackend, type ChosenBackend } from "./backends.ts";
 import { describeLease, type Lease, type LeaseAttrs, type LeaseEvent } from "../values/lease.ts";
 import { formatIP4 } from "../core/ip.ts";
 import { logger } from "../core/log.ts";
@@ -35,8 +35,8 @@ export interface DaemonOptions {
   renewMarginMinutes: number;
   /** Chooses the external interface once the config is known (it says whether IPv6 is on). */
   selectInterface: (cfg: NetworkConfig) => Promise<ExternalInterface>;
-  /** Options handed to the backend (e.g. reconcile interval). */
-  backendOptions?: Record<string, unknown>;
+  /** `--reconcile-interval` in seconds, for the backend's repair loop. */
+  reconcileIntervalSeconds: number;
   watcher?: WatcherOptions;
   /** Retry period for a missing or invalid config (upstream: 1 s). */
   configRetryMs?: number;
@@ -132,18 +132,21 @@ export async function runDaemon(
   const cfg = await waitForConfig(registry, o.configRetryMs ?? 1000, signal);
   if (!cfg) return 0;
   state.config = cfg;
-  const factory = backendFactory(cfg.backendType);
-  if (!factory) {
-    log.error(
-      `unknown backend type ${
-        JSON.stringify(cfg.backendType)
-      } in network config (Backend.Type); have: ${backendTypes().join(", ")}`,
-    );
+  let chosen: ChosenBackend;
+  try {
+    chosen = chooseBackend(cfg);
+  } catch (e) {
+    log.error(`invalid network config at ${registry.configKey}: ${(e as Error).message}`);
     return 1;
   }
   const ext = await o.selectInterface(cfg);
   state.ext = ext;
-  const backend = factory({ network: cfg, ext, options: o.backendOptions ?? {} });
+  const backend = chosen.kind.create({
+    network: cfg,
+    ext,
+    options: chosen.options,
+    reconcileIntervalSeconds: o.reconcileIntervalSeconds,
+  });
   state.backend = backend;
   const data = await backend.prepare();
   const attrs: LeaseAttrs = {

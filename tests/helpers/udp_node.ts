@@ -12,7 +12,7 @@
 import { parseArgs } from "node:util";
 import { createInterface } from "node:readline";
 import process from "node:process";
-import { udpBackendFactory } from "../../lib/backend/udp/backend.ts";
+import { udpBackend } from "../../lib/backend/udp/backend.ts";
 import { parseNetworkConfig } from "../../lib/values/config.ts";
 import { parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
 import type { Lease } from "../../lib/values/lease.ts";
@@ -50,7 +50,7 @@ const network = parseNetworkConfig(
   }","SubnetLen":${subnet.prefix},"Backend":${backendJSON}}`,
 );
 const iface = need(values.iface, "iface");
-const backend = udpBackendFactory({
+const backend = udpBackend.create({
   network,
   ext: {
     name: iface,
@@ -61,7 +61,8 @@ const backend = udpBackendFactory({
     ifaceAddr6: null,
     extAddr6: null,
   },
-  options: {},
+  options: udpBackend.parse(network.backend, network),
+  reconcileIntervalSeconds: 10,
 });
 
 const lease = (s: string, publicIP: number): Lease => ({

@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals, throws as assertThrows } from "node:assert/strict";
 import { parseUdpConfig, UdpBackend } from "../../lib/backend/udp/backend.ts";
-import { backendFactory } from "../../lib/daemon/backends.ts";
+import { backendKind, chooseBackend } from "../../lib/daemon/backends.ts";
+import { ConfigError } from "../../lib/values/config.ts";
 import { parseNetworkConfig } from "../../lib/values/config.ts";
 import type { ExternalInterface } from "../../lib/values/iface.ts";
 
@@ -38,7 +39,12 @@ Deno.test("udp backend: MTU ext−28, empty lease type, nothing to prepare", asy
   const network = parseNetworkConfig(
     '{"Network":"10.5.0.0/16","Backend":{"Type":"udp","port":7000}}',
   );
-  const be = new UdpBackend({ network, ext, options: {} });
+  const be = new UdpBackend({
+    network,
+    ext,
+    options: parseUdpConfig(network.backend),
+    reconcileIntervalSeconds: 10,
+  });
   assertEquals(be.mtu, 1472);
   assertEquals(be.leaseType, "");
   assertEquals(be.port, 7000);
@@ -49,7 +55,13 @@ Deno.test("udp backend: MTU ext−28, empty lease type, nothing to prepare", asy
 
 Deno.test("registry: udp is registered, unknown types are not", () => {
   const network = parseNetworkConfig('{"Network":"10.5.0.0/16"}');
-  assertEquals(backendFactory("udp")!({ network, ext, options: {} }).mtu, 1472);
-  assertEquals(backendFactory("nonesuch"), undefined);
-  assertEquals(backendFactory("toString"), undefined);
+  const { kind, options } = chooseBackend(network);
+  assertEquals(kind, backendKind("udp"));
+  assertEquals(kind.create({ network, ext, options, reconcileIntervalSeconds: 10 }).mtu, 1472);
+  assertEquals(backendKind("nonesuch"), undefined);
+  assertEquals(backendKind("toString"), undefined);
+  const bad = parseNetworkConfig('{"Network":"10.5.0.0/16","Backend":{"Type":"nonesuch"}}');
+  assertThrows(() => chooseBackend(bad), ConfigError, 'unknown backend type "nonesuch"');
+  const badPort = parseNetworkConfig('{"Network":"10.5.0.0/16","Backend":{"Port":"x"}}');
+  assertThrows(() => chooseBackend(badPort), ConfigError, "Backend.Port");
 });

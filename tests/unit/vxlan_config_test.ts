@@ -5,6 +5,7 @@ import {
 } from "node:assert/strict";
 import type { Link } from "../../ffi/netlink/mod.ts";
 import {
+  checksumWorkaround,
   leaseVtepMAC,
   needsChecksumWorkaround,
   parseVxlanConfig,
@@ -21,7 +22,7 @@ Deno.test("vxlan config: defaults", () => {
     gbp: false,
     learning: false,
     directRouting: false,
-    disableTxChecksum: true,
+    disableTxChecksum: null,
   });
 });
 
@@ -44,14 +45,10 @@ Deno.test("vxlan config: keys are case-insensitive", () => {
   ]);
 });
 
-Deno.test("vxlan config: checksum workaround from config, overridden by the command line", () => {
+Deno.test("vxlan config: checksum workaround from config, else automatic", () => {
   assertEquals(parseVxlanConfig({ DisableTxChecksumOffload: false }).disableTxChecksum, false);
-  assertEquals(parseVxlanConfig({}, { disableTxChecksumOffload: false }).disableTxChecksum, false);
-  assertEquals(
-    parseVxlanConfig({ DisableTxChecksumOffload: false }, { disableTxChecksumOffload: true })
-      .disableTxChecksum,
-    true,
-  );
+  assertEquals(parseVxlanConfig({ disabletxchecksumoffload: true }).disableTxChecksum, true);
+  assertEquals(parseVxlanConfig({}).disableTxChecksum, null);
 });
 
 Deno.test("vxlan config: invalid values name the field", () => {
@@ -147,14 +144,11 @@ Deno.test("vxlan: checksum workaround by default only below 5.7 or behind NAT", 
       want,
       `${kernelRelease} nat=${behindNAT}`,
     );
-    assertEquals(parseVxlanConfig({}, {}, { kernelRelease, behindNAT }).disableTxChecksum, want);
+    assertEquals(checksumWorkaround(parseVxlanConfig({}), { kernelRelease, behindNAT }), want);
   }
   // An explicit setting always wins.
-  assertEquals(
-    parseVxlanConfig({ DisableTxChecksumOffload: true }, {}, {
-      kernelRelease: "6.1",
-      behindNAT: false,
-    }).disableTxChecksum,
-    true,
-  );
+  const cfg = parseVxlanConfig({ DisableTxChecksumOffload: true });
+  assertEquals(checksumWorkaround(cfg, { kernelRelease: "6.1", behindNAT: false }), true);
+  const off = parseVxlanConfig({ DisableTxChecksumOffload: false });
+  assertEquals(checksumWorkaround(off, { kernelRelease: "4.19", behindNAT: true }), false);
 });

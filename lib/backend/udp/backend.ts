@@ -24,7 +24,7 @@ import { equal4, formatIP4, formatNet4, type IP4Net } from "../../core/ip.ts";
 import { field } from "../../core/json.ts";
 import { describeLease, type Lease, type LeaseEvent } from "../../values/lease.ts";
 import { logger } from "../../core/log.ts";
-import type { Backend, BackendContext, BackendFactory, BackendLeaseData } from "../backend.ts";
+import type { Backend, BackendContext, BackendKind, BackendLeaseData } from "../backend.ts";
 import { UdpDatapath } from "./datapath.ts";
 import { PeerTable } from "./peers.ts";
 import { openTunnelSocket } from "./socket.ts";
@@ -113,7 +113,7 @@ export class UdpBackend implements Backend {
   readonly port: number;
   /** Whether offloads were asked for (Backend.Offloads). */
   readonly offloads: boolean;
-  readonly #ctx: BackendContext;
+  readonly #ctx: BackendContext<UdpConfig>;
   readonly #network: IP4Net;
   readonly #peers: PeerTable;
   #tun: TunDevice | null = null;
@@ -125,7 +125,7 @@ export class UdpBackend implements Backend {
   #checkTimer: ReturnType<typeof setInterval> | undefined;
   #repairs = 0;
 
-  constructor(ctx: BackendContext) {
+  constructor(ctx: BackendContext<UdpConfig>) {
     const net = ctx.network;
     if (!net.enableIPv4 || !net.network) {
       throw new ConfigError(
@@ -138,9 +138,8 @@ export class UdpBackend implements Backend {
     }
     this.#ctx = ctx;
     this.#network = net.network;
-    const cfg = parseUdpConfig(net.backend);
-    this.port = cfg.port;
-    this.offloads = cfg.offloads;
+    this.port = ctx.options.port;
+    this.offloads = ctx.options.offloads;
     this.mtu = ctx.ext.mtu - UDP_ENCAP_OVERHEAD;
     this.#peers = PeerTable.create(net.subnetLen);
   }
@@ -187,7 +186,7 @@ export class UdpBackend implements Backend {
     }
     // Someone flushing flannel0's address or route would cut traffic silently until a
     // restart: check on the reconcile interval and put them back.
-    const every = Number(this.#ctx.options.reconcileIntervalSeconds ?? 10) * 1000;
+    const every = this.#ctx.reconcileIntervalSeconds * 1000;
     this.#checkTimer = setInterval(() => this.#checkTun(), every);
     log.info("udp backend running", {
       device: this.#tun.name,
@@ -331,4 +330,7 @@ function readTxDropped(device: string): number | null {
 }
 
 /** Factory for the registry. */
-export const udpBackendFactory: BackendFactory = (ctx) => new UdpBackend(ctx);
+export const udpBackend: BackendKind<UdpConfig> = {
+  parse: parseUdpConfig,
+  create: (ctx) => new UdpBackend(ctx),
+};

@@ -26,9 +26,10 @@ export interface VxlanConfig {
   directRouting: boolean;
   /**
    * Turn TX checksum offload off on the device (ours): the known cause of "bad checksum"
-   * drops of vxlan traffic. Default: only where it is needed (see {@link needsChecksumWorkaround}).
+   * drops of vxlan traffic. null (default): only where it is needed, see
+   * {@link needsChecksumWorkaround}.
    */
-  disableTxChecksum: boolean;
+  disableTxChecksum: boolean | null;
 }
 
 /** What the checksum default depends on. */
@@ -55,15 +56,8 @@ export function needsChecksumWorkaround(c: ChecksumContext): boolean {
   return major < 5 || (major === 5 && minor < 7);
 }
 
-/**
- * Parses the Backend object; `options` (from the command line) may override the checksum
- * workaround with `disableTxChecksumOffload`.
- */
-export function parseVxlanConfig(
-  backend: Record<string, unknown>,
-  options: Record<string, unknown> = {},
-  checksum: ChecksumContext = { kernelRelease: "0.0", behindNAT: false },
-): VxlanConfig {
+/** Parses the Backend object (keys case-insensitive); throws ConfigError naming the field. */
+export function parseVxlanConfig(backend: Record<string, unknown>): VxlanConfig {
   const vni = optUint(backend, "VNI") || 1;
   if (vni > MAX_VNI) {
     throw new ConfigError("Backend.VNI", `Backend.VNI must be at most ${MAX_VNI}, got ${vni}`);
@@ -72,7 +66,6 @@ export function parseVxlanConfig(
   if (port > 65535) {
     throw new ConfigError("Backend.Port", `Backend.Port must be at most 65535, got ${port}`);
   }
-  const fromFlag = options.disableTxChecksumOffload;
   return {
     vni,
     port,
@@ -80,10 +73,19 @@ export function parseVxlanConfig(
     gbp: optBool(backend, "GBP", false),
     learning: optBool(backend, "Learning", false),
     directRouting: optBool(backend, "DirectRouting", false),
-    disableTxChecksum: typeof fromFlag === "boolean"
-      ? fromFlag
-      : optBool(backend, "DisableTxChecksumOffload", needsChecksumWorkaround(checksum)),
+    disableTxChecksum: optBoolOrNull(backend, "DisableTxChecksumOffload"),
   };
+}
+
+/** An optional boolean that stays null when absent. */
+function optBoolOrNull(o: Record<string, unknown>, name: string): boolean | null {
+  const v = field(o, name);
+  return v === undefined || v === null ? null : optBool(o, name, false);
+}
+
+/** Whether to turn TX checksum offload off: the config's choice, else where it is needed. */
+export function checksumWorkaround(cfg: VxlanConfig, c: ChecksumContext): boolean {
+  return cfg.disableTxChecksum ?? needsChecksumWorkaround(c);
 }
 
 /** Device name for a VNI. */
