@@ -8,7 +8,7 @@
 import { formatIP4, parseCIDR4, parseIP4 } from "../lib/core/ip.ts";
 import { encodeLeaseAttrs } from "../lib/values/lease.ts";
 import { type BackendType, Cluster, SUBNETS_PREFIX } from "../tests/helpers/cluster.ts";
-import { until } from "../tests/helpers/control.ts";
+import { until } from "../tests/helpers/wait.ts";
 import { LineProcess } from "../tests/helpers/line_process.ts";
 import { ip } from "../tests/helpers/netns.ts";
 import { memory, percentile } from "./proc.ts";

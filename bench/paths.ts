@@ -7,7 +7,7 @@
 
 import { backendKind } from "../lib/daemon/backends.ts";
 import { type BackendType, Cluster, type Container } from "../tests/helpers/cluster.ts";
-import { until } from "../tests/helpers/control.ts";
+import { until } from "../tests/helpers/wait.ts";
 import { buildKernelVxlan, buildRawUnderlay } from "./reference.ts";
 
 /** A path ready to measure: traffic goes from `client` to `server`. */

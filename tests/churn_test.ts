@@ -13,7 +13,7 @@
  * replays a run's sequence of joins and leaves).
  */
 
-import { sleep } from "./helpers/control.ts";
+import { sleep } from "./helpers/wait.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import type { ChurnResult } from "./helpers/churn_hosts.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";

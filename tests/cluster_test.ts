@@ -3,7 +3,7 @@
  * hosts, cni0 and containers from a subnet, and complete teardown (root only).
  */
 
-import { until } from "./helpers/control.ts";
+import { until } from "./helpers/wait.ts";
 import {
   deepStrictEqual as assertEquals,
   match as assertMatch,

@@ -6,7 +6,8 @@
 
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
-import { registryFor, until } from "./helpers/control.ts";
+import { registryFor } from "./helpers/control.ts";
+import { until } from "./helpers/wait.ts";
 import { waitForConfig } from "../lib/daemon/daemon.ts";
 import { setSink } from "../lib/core/log.ts";
 

@@ -6,7 +6,8 @@
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { hostManager, recorder, until } from "./helpers/control.ts";
+import { hostManager, recorder } from "./helpers/control.ts";
+import { until } from "./helpers/wait.ts";
 import { EtcdCluster } from "./helpers/etcd_cluster.ts";
 import { createEtcdClient } from "../lib/subnet/etcd_store.ts";
 import { SubnetRegistry } from "../lib/subnet/registry.ts";

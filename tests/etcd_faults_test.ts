@@ -10,7 +10,7 @@
 
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { Cluster, type Host, SUBNETS_PREFIX, UNDERLAY } from "./helpers/cluster.ts";
-import { sleep, until } from "./helpers/control.ts";
+import { sleep, until } from "./helpers/wait.ts";
 import { formatIP4, overlaps4, parseCIDR4 } from "../lib/core/ip.ts";
 
 const isRoot = Deno.uid() === 0;

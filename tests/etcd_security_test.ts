@@ -10,7 +10,8 @@
  */
 
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
-import { hostManager, registryFor, until } from "./helpers/control.ts";
+import { hostManager, registryFor } from "./helpers/control.ts";
+import { until } from "./helpers/wait.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { makeTestPKI } from "./helpers/tls_certs.ts";
 import { createEtcdClient } from "../lib/subnet/etcd_store.ts";

@@ -9,7 +9,7 @@
 
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { Cluster, type Host, SUBNETS_PREFIX, UNDERLAY } from "./helpers/cluster.ts";
-import { sleep, until } from "./helpers/control.ts";
+import { sleep, until } from "./helpers/wait.ts";
 import { scrapeMetrics } from "./helpers/health_http.ts";
 import { ip } from "./helpers/netns.ts";
 import { injectUdp, ipv4Packet } from "./helpers/packets.ts";

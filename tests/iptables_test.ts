@@ -9,7 +9,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { formatNet4, parseCIDR4 } from "../lib/core/ip.ts";
 import { supportsRandomFully } from "../lib/iptables/rules.ts";
 import { Cluster, type Host, UNDERLAY } from "./helpers/cluster.ts";
-import { until } from "./helpers/control.ts";
+import { until } from "./helpers/wait.ts";
 import {
   upstreamForwardLines,
   upstreamMasqLines,

@@ -5,7 +5,8 @@
 
 import { assert, assertEquals, assertNotEquals, assertRejects } from "./helpers/assert.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
-import { hostManager, registryFor, until } from "./helpers/control.ts";
+import { hostManager, registryFor } from "./helpers/control.ts";
+import { until } from "./helpers/wait.ts";
 import { formatNet4, overlaps4, parseCIDR4 } from "../lib/core/ip.ts";
 import { OutOfSubnetsError } from "../lib/subnet/lease_manager.ts";
 import { LeaseWatcher } from "../lib/subnet/watcher.ts";

@@ -6,7 +6,7 @@
  * SIGHUP re-reads FLANNELD_V from the environment file.
  */
 
-import { sleep } from "./helpers/control.ts";
+import { sleep } from "./helpers/wait.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";

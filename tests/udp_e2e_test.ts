@@ -13,7 +13,7 @@ import {
 import { DEFAULT_UDP_PORT } from "../lib/backend/udp/backend.ts";
 import { formatIP4 } from "../lib/core/ip.ts";
 import { Cluster, type Container, type Host, SUBNETS_PREFIX, UNDERLAY } from "./helpers/cluster.ts";
-import { until } from "./helpers/control.ts";
+import { until } from "./helpers/wait.ts";
 import { LineProcess } from "./helpers/line_process.ts";
 import { injectUdp, ipv4Packet } from "./helpers/packets.ts";
 import { udpDatagrams } from "./helpers/pcap.ts";

@@ -7,7 +7,8 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { TcpProxy } from "./helpers/tcp_proxy.ts";
-import { recorder, registryFor, until } from "./helpers/control.ts";
+import { recorder, registryFor } from "./helpers/control.ts";
+import { until } from "./helpers/wait.ts";
 import { createEtcdClient } from "../lib/subnet/etcd_store.ts";
 import { parseCIDR4 } from "../lib/core/ip.ts";
 import { SubnetRegistry } from "../lib/subnet/registry.ts";

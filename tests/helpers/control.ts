@@ -41,32 +41,6 @@ export function hostManager(
   });
 }
 
-/** Resolves after `ms` milliseconds. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Polls `fn` until it returns a truthy value or `timeoutMs` passes; throws with `what`. */
-export async function until<T>(
-  what: string,
-  fn: () => T | Promise<T>,
-  timeoutMs = 10000,
-  everyMs = 50,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ""}`);
-}
-
 /**
  * A watcher (fast backoff unless `opts` says otherwise) that records its remote events,
  * in `seen` as `added:10.5.1.0/24` strings and in `events` as delivered.

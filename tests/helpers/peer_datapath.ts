@@ -5,7 +5,7 @@
  * @module
  */
 
-import { until } from "./control.ts";
+import { until } from "./wait.ts";
 import { ok as assert } from "node:assert/strict";
 import {
   addrList,
