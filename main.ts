@@ -5,7 +5,7 @@
  */
 
 import { FlagError, type FlagValues, parseFlags, usage } from "./lib/values/flags.ts";
-import { createEtcdClient, parseEndpoints } from "./lib/subnet/etcd_store.ts";
+import { EtcdStore, parseEndpoints } from "./lib/subnet/etcd_store.ts";
 import { type DaemonState, runDaemon } from "./lib/daemon/daemon.ts";
 import { startHealth } from "./lib/daemon/health/start.ts";
 import { sdNotify } from "./ffi/sd_notify.ts";
@@ -45,27 +45,27 @@ async function main(): Promise<number> {
     console.error(VERSION); // upstream prints the version to stderr
     return 0;
   }
-  setVerbosity(f["v"] as number);
+  setVerbosity(f["v"]);
   if (f["kube-subnet-mgr"]) {
     fail("--kube-subnet-mgr is not supported: this flanneld uses etcd only", 1);
   }
   let endpoints: string[];
   try {
-    endpoints = parseEndpoints(f["etcd-endpoints"] as string);
+    endpoints = parseEndpoints(f["etcd-endpoints"]);
   } catch (e) {
     fail((e as Error).message);
   }
   const etcdOptions = {
     endpoints,
-    keyFile: f["etcd-keyfile"] as string,
-    certFile: f["etcd-certfile"] as string,
-    caFile: f["etcd-cafile"] as string,
-    username: f["etcd-username"] as string,
-    password: f["etcd-password"] as string,
+    keyFile: f["etcd-keyfile"],
+    certFile: f["etcd-certfile"],
+    caFile: f["etcd-cafile"],
+    username: f["etcd-username"],
+    password: f["etcd-password"],
   };
-  let client;
+  let store: EtcdStore;
   try {
-    client = createEtcdClient(etcdOptions);
+    store = new EtcdStore(etcdOptions);
   } catch (e) {
     fail((e as Error).message, 1);
   }
@@ -81,7 +81,7 @@ async function main(): Promise<number> {
   // SIGHUP (systemctl reload): log level from the EnvironmentFile; without FLANNELD_V there,
   // what a restart would give (-v on the command line, else 0).
   const envFile = Deno.env.get("FLANNELD_ENV_FILE") || DEFAULT_ENV_FILE;
-  const argvLevel = parseFlags(Deno.args, {}).values["v"] as number;
+  const argvLevel = parseFlags(Deno.args, {}).values["v"];
   Deno.addSignalListener("SIGHUP", () => void reloadVerbosity(envFile, argvLevel));
   log.info("starting flanneld", {
     version: VERSION,
@@ -92,43 +92,43 @@ async function main(): Promise<number> {
   const state: DaemonState = { subnetEnvWritten: false };
   const health = startHealth({
     // Own connection: probe timeouts must not trip the daemon client's circuit breaker.
-    probeClient: () => createEtcdClient({ ...etcdOptions, callTimeoutMs: 2000 }),
-    prefix: f["etcd-prefix"] as string,
-    hostname: f["healthz-ip"] as string,
-    port: f["healthz-port"] as number,
+    probeStore: () => new EtcdStore({ ...etcdOptions, callTimeoutMs: 2000 }),
+    prefix: f["etcd-prefix"],
+    hostname: f["healthz-ip"],
+    port: f["healthz-port"],
     state,
   });
   const code = await runDaemon(
     {
-      client,
-      prefix: f["etcd-prefix"] as string,
-      subnetFile: f["subnet-file"] as string,
-      ipMasq: f["ip-masq"] as boolean,
-      leaseTTLSeconds: f["subnet-lease-ttl"] as number,
-      renewMarginMinutes: f["subnet-lease-renew-margin"] as number,
+      store,
+      prefix: f["etcd-prefix"],
+      subnetFile: f["subnet-file"],
+      ipMasq: f["ip-masq"],
+      leaseTTLSeconds: f["subnet-lease-ttl"],
+      renewMarginMinutes: f["subnet-lease-renew-margin"],
       selectInterface: (cfg) =>
         selectExternalInterface({
-          iface: f["iface"] as string[],
-          ifaceRegex: f["iface-regex"] as string[],
-          ifaceCanReach: f["iface-can-reach"] as string,
-          publicIP: f["public-ip"] as string,
-          publicIPv6: f["public-ipv6"] as string,
+          iface: f["iface"],
+          ifaceRegex: f["iface-regex"],
+          ifaceCanReach: f["iface-can-reach"],
+          publicIP: f["public-ip"],
+          publicIPv6: f["public-ipv6"],
           enableIPv4: cfg.enableIPv4,
           enableIPv6: cfg.enableIPv6,
         }),
-      reconcileIntervalSeconds: f["reconcile-interval"] as number,
+      reconcileIntervalSeconds: f["reconcile-interval"],
       rules: {
-        ipMasq: f["ip-masq"] as boolean,
-        forwardRules: f["iptables-forward-rules"] as boolean,
-        fullyRandomDisable: f["ip-masq-fully-random-disable"] as boolean,
-        resyncSeconds: f["iptables-resync"] as number,
+        ipMasq: f["ip-masq"],
+        forwardRules: f["iptables-forward-rules"],
+        fullyRandomDisable: f["ip-masq-fully-random-disable"],
+        resyncSeconds: f["iptables-resync"],
       },
     },
     abort.signal,
     state,
   );
   await health.stop();
-  client.close();
+  store.close();
   return code;
 }
 

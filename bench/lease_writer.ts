@@ -10,7 +10,7 @@
  * @module
  */
 
-import { createEtcdClient } from "../lib/subnet/etcd_store.ts";
+import { EtcdStore } from "../lib/subnet/etcd_store.ts";
 import { mapLimit } from "../tests/helpers/ping.ts";
 
 /** Wall-clock milliseconds with sub-millisecond precision. */
@@ -18,8 +18,8 @@ function nowMs(): number {
   return performance.timeOrigin + performance.now();
 }
 
-const client = createEtcdClient({ endpoints: [Deno.args[0]], callTimeoutMs: 10_000 });
-await client.get("/").string(); // connect before reporting ready
+const store = new EtcdStore({ endpoints: [Deno.args[0]], callTimeoutMs: 10_000 });
+await store.get("/"); // connect before reporting ready
 console.log("ready");
 
 /** Runs one command line; prints its `done` line. */
@@ -27,11 +27,11 @@ async function handle(line: string): Promise<void> {
   const cmd = JSON.parse(line) as { put?: [string, string][]; parallel?: number; del?: string[] };
   const times = await mapLimit(cmd.put ?? [], cmd.parallel ?? 1, async ([key, value]) => {
     const t = nowMs();
-    await client.put(key).value(value);
+    await store.create(key, value, 0); // as a host creates its lease: only if absent
     return t;
   });
   await mapLimit(cmd.del ?? [], 16, async (key) => {
-    await client.delete().key(key);
+    await store.delete(key);
   });
   console.log(`done ${JSON.stringify(times)}`);
 }
@@ -45,4 +45,4 @@ for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream(
     if (line.trim()) await handle(line);
   }
 }
-client.close();
+store.close();

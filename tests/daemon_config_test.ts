@@ -7,13 +7,13 @@
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { registryFor } from "./helpers/control.ts";
-import { until } from "./helpers/wait.ts";
-import { waitForConfig } from "../lib/daemon/daemon.ts";
+import { sleep, until } from "./helpers/wait.ts";
+import { waitForConfig } from "../lib/subnet/config_source.ts";
 import { setSink } from "../lib/core/log.ts";
 
 Deno.test("config: missing, then invalid, then valid", async () => {
   await using etcd = await EtcdServer.start();
-  const { client, registry } = registryFor(etcd);
+  const { store, registry } = registryFor(etcd);
   const lines: string[] = [];
   const prev = setSink((l) => lines.push(l));
   try {
@@ -25,7 +25,7 @@ Deno.test("config: missing, then invalid, then valid", async () => {
     );
     assertStringIncludes(lines[0], "Did you create your config using etcdv3 API?");
     assertStringIncludes(lines[0], "/coreos.com/network/config");
-    await new Promise((r) => setTimeout(r, 500)); // ~5 retries
+    await sleep(500); // ~5 retries
     assertEquals(lines.length, 1, "the same problem is not logged on every retry");
 
     await etcd.ctl(
@@ -49,13 +49,13 @@ Deno.test("config: missing, then invalid, then valid", async () => {
     assertStringIncludes(lines[2], "network config is now valid");
   } finally {
     setSink(prev);
-    client.close();
+    store.close();
   }
 });
 
 Deno.test("config: etcd unreachable is reported and retried until aborted", async () => {
   await using etcd = await EtcdServer.start();
-  const { client, registry } = registryFor(etcd);
+  const { store, registry } = registryFor(etcd);
   await etcd.stop();
   const lines: string[] = [];
   const prev = setSink((l) => lines.push(l));
@@ -63,11 +63,17 @@ Deno.test("config: etcd unreachable is reported and retried until aborted", asyn
     const abort = new AbortController();
     const got = waitForConfig(registry, 100, abort.signal);
     await until("etcd error line", () => lines.length >= 1, 15000);
-    assertStringIncludes(lines[0], "cannot read network config from etcd");
+    // One plain line: the endpoint, what failed, what the daemon does next.
+    assertStringIncludes(
+      lines[0],
+      `cannot read network config: etcd at ${etcd.endpoint} is not reachable ` +
+        "(connection refused); retrying every 0.1 s",
+    );
+    assert(!/UNAVAILABLE|circuit breaker|Resolution note/.test(lines.join("\n")), lines[0]);
     abort.abort();
     assertEquals(await got, null);
   } finally {
     setSink(prev);
-    client.close();
+    store.close();
   }
 });

@@ -9,7 +9,7 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { hostManager, recorder } from "./helpers/control.ts";
 import { until } from "./helpers/wait.ts";
 import { EtcdCluster } from "./helpers/etcd_cluster.ts";
-import { createEtcdClient } from "../lib/subnet/etcd_store.ts";
+import { EtcdStore } from "../lib/subnet/etcd_store.ts";
 import { SubnetRegistry } from "../lib/subnet/registry.ts";
 
 const PREFIX = "/coreos.com/network";
@@ -26,16 +26,15 @@ Deno.test({
   sanitizeResources: false,
 }, async () => {
   await using ec = await EtcdCluster.start(3);
-  const client = createEtcdClient({ endpoints: ec.endpoints, callTimeoutMs: 2000 });
-  const registry = new SubnetRegistry(client, PREFIX);
+  const store = new EtcdStore({ endpoints: ec.endpoints, callTimeoutMs: 2000 });
+  const registry = new SubnetRegistry(store, PREFIX);
   const m = hostManager(registry, CONFIG, "192.168.0.1", { ttlSeconds: 10 });
-  const { w, seen } = recorder(registry);
+  const { w, seen } = recorder(registry, {}, (ev) => m.handleOwn(ev));
   try {
     const own = await m.acquire();
     const ownKey = registry.keyOf(own.subnet);
     m.startRenewal();
     w.setOwn(own.subnet);
-    w.onOwn = (ev) => m.handleOwn(ev);
     await w.start();
 
     // Peer events, written through whichever members are up. A put whose answer was lost
@@ -109,6 +108,6 @@ Deno.test({
   } finally {
     w.stop();
     m.stop();
-    client.close();
+    store.close();
   }
 });

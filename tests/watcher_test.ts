@@ -8,10 +8,8 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { TcpProxy } from "./helpers/tcp_proxy.ts";
 import { recorder, registryFor } from "./helpers/control.ts";
-import { until } from "./helpers/wait.ts";
-import { createEtcdClient } from "../lib/subnet/etcd_store.ts";
+import { sleep, until } from "./helpers/wait.ts";
 import { parseCIDR4 } from "../lib/core/ip.ts";
-import { SubnetRegistry } from "../lib/subnet/registry.ts";
 import { remoteLeaseProblem } from "../lib/subnet/allocator.ts";
 import { parseNetworkConfig } from "../lib/values/config.ts";
 
@@ -20,7 +18,7 @@ const val = (ip: string) => `{"PublicIP":"${ip}","PublicIPv6":null}`;
 
 Deno.test("watch: another host's add and remove, own subnet excluded, bad values skipped", async () => {
   await using etcd = await EtcdServer.start();
-  const { client, registry } = registryFor(etcd);
+  const { store, registry } = registryFor(etcd);
   await etcd.ctl("put", `${P}/10.5.1.0-24`, val("192.168.0.1"));
   await etcd.ctl("put", `${P}/10.5.9.0-24`, val("192.168.0.9"));
   const { w, seen, events } = recorder(registry);
@@ -45,12 +43,12 @@ Deno.test("watch: another host's add and remove, own subnet excluded, bad values
   );
   assertEquals(w.stats.badLeases, 1);
   w.stop();
-  client.close();
+  store.close();
 });
 
 Deno.test("watch: etcd killed and restarted mid-watch loses no event", async () => {
   await using etcd = await EtcdServer.start();
-  const { client, registry } = registryFor(etcd);
+  const { store, registry } = registryFor(etcd);
   const { w, seen } = recorder(registry);
   await w.start();
   await etcd.ctl("put", `${P}/10.5.1.0-24`, val("192.168.0.1"));
@@ -72,18 +70,17 @@ Deno.test("watch: etcd killed and restarted mid-watch loses no event", async () 
   assert(w.stats.reconnects >= 1);
   console.log(`etcd restart: ${seen.length} events checked, ${w.stats.reconnects} reconnects`);
   w.stop();
-  client.close();
+  store.close();
 });
 
 Deno.test("watch: compaction past our revision → re-list with synthesized removals, no loop", async () => {
   await using etcd = await EtcdServer.start();
   const proxy = TcpProxy.start({ hostname: "127.0.0.1", port: etcd.clientPort });
-  const viaProxy = createEtcdClient({ endpoints: [proxy.endpoint], callTimeoutMs: 2000 });
-  const { client } = registryFor(etcd);
+  const { store, registry } = registryFor(proxy);
   try {
     await etcd.ctl("put", `${P}/10.5.1.0-24`, val("192.168.0.1"));
     await etcd.ctl("put", `${P}/10.5.2.0-24`, val("192.168.0.2"));
-    const { w, seen } = recorder(new SubnetRegistry(viaProxy, "/coreos.com/network"));
+    const { w, seen } = recorder(registry);
     await w.start();
     assertEquals(seen.length, 2);
     proxy.cut(); // the watcher is cut off while etcd moves on
@@ -98,13 +95,12 @@ Deno.test("watch: compaction past our revision → re-list with synthesized remo
     // Resumed, not looping: a later event arrives once and no further compaction is seen.
     await etcd.ctl("put", `${P}/10.5.5.0-24`, val("192.168.0.5"));
     await until("event after resume", () => seen.length === 5);
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500); // time for a compaction loop to show
     assertEquals(w.stats.compactions, 1);
     assertEquals(w.stats.relists, 2);
     w.stop();
   } finally {
-    viaProxy.close();
-    client.close();
+    store.close();
     proxy.close();
   }
 });
@@ -112,11 +108,11 @@ Deno.test("watch: compaction past our revision → re-list with synthesized remo
 Deno.test("watch: a silent stream is detected and re-established", async () => {
   await using etcd = await EtcdServer.start();
   const proxy = TcpProxy.start({ hostname: "127.0.0.1", port: etcd.clientPort });
-  const mk = () => createEtcdClient({ endpoints: [proxy.endpoint], callTimeoutMs: 2000 });
-  const { client, registry } = registryFor(etcd);
+  // Everything goes through the proxy; freezing it leaves the open connection silent, and a
+  // new connection works: what a wedged gRPC stream looks like.
+  const { store, registry } = registryFor(proxy);
   try {
     const { w, seen } = recorder(registry, {
-      watchClient: mk,
       progressIntervalMs: 300,
       stallTimeoutMs: 1500,
     });
@@ -131,7 +127,7 @@ Deno.test("watch: a silent stream is detected and re-established", async () => {
     console.log(`stall: detected after freeze, ${w.stats.stalls} stall(s), events intact`);
     w.stop();
   } finally {
-    client.close();
+    store.close();
     proxy.close();
   }
 });
@@ -140,14 +136,14 @@ const LONG_MS = Number(Deno.env.get("FLANNEL_LONG_WATCH_MS") ?? 130000);
 
 Deno.test(`watch: stays live for ${Math.round(LONG_MS / 1000)} s under Deno`, async () => {
   await using etcd = await EtcdServer.start();
-  const { client, registry } = registryFor(etcd);
+  const { store, registry } = registryFor(etcd);
   const { w, seen } = recorder(registry);
   await w.start();
   const start = Date.now();
   let n = 0;
   const lags: number[] = [];
   while (Date.now() - start < LONG_MS) {
-    await new Promise((r) => setTimeout(r, Math.min(20000, LONG_MS / 4)));
+    await sleep(Math.min(20000, LONG_MS / 4)); // the point: a watch idle this long
     n++;
     const t0 = Date.now();
     await etcd.ctl("put", `${P}/10.5.${n}.0-24`, val(`192.168.0.${n}`));
@@ -166,18 +162,17 @@ Deno.test(`watch: stays live for ${Math.round(LONG_MS / 1000)} s under Deno`, as
     } ms (incl. etcdctl)`,
   );
   w.stop();
-  client.close();
+  store.close();
 });
 
 Deno.test("watch: impossible subnets are never routed; a lease turning invalid is removed", async () => {
   await using etcd = await EtcdServer.start();
-  const { client, registry } = registryFor(etcd);
+  const { store, registry } = registryFor(etcd);
   const cfg = parseNetworkConfig(`{"Network":"10.5.0.0/16"}`);
   await etcd.ctl("put", `${P}/0.0.0.0-0`, val("192.168.0.66"));
   await etcd.ctl("put", `${P}/10.6.1.0-24`, val("192.168.0.67"));
   await etcd.ctl("put", `${P}/10.5.1.0-24`, val("192.168.0.1"));
-  const { w, seen } = recorder(registry);
-  w.validate = (l) => remoteLeaseProblem(cfg, l);
+  const { w, seen } = recorder(registry, {}, undefined, (l) => remoteLeaseProblem(cfg, l));
   await w.start();
   assertEquals(seen, ["added:10.5.1.0/24"]);
   await etcd.ctl("put", `${P}/10.5.2.0-25`, val("192.168.0.2"));
@@ -187,5 +182,5 @@ Deno.test("watch: impossible subnets are never routed; a lease turning invalid i
   assertEquals(seen, ["added:10.5.1.0/24", "removed:10.5.1.0/24", "added:10.5.3.0/24"]);
   assertEquals(w.stats.badLeases, 4);
   w.stop();
-  client.close();
+  store.close();
 });

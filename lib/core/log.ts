@@ -101,16 +101,19 @@ export function logger(component: string): Logger {
 }
 
 /**
- * Wraps a logger so that the same repeated condition logs once per `key` until `clear(key)`:
- * a dead etcd or a flood of garbage datagrams gives one line, not thousands.
+ * Wraps a logger so that the same repeated condition logs once per `key` until `clear(key)`
+ * or until the condition's message changes: a dead etcd or a flood of garbage datagrams
+ * gives one line, not thousands. Remembers at most `limit` keys (then starts over), so
+ * hostile input cannot grow it without bound.
  */
 export class OnceLogger {
-  #seen = new Set<string>();
-  constructor(private readonly log: Logger) {}
-  /** Logs at warn level the first time `key` is seen; returns whether it logged. */
+  #seen = new Map<string, string>();
+  constructor(private readonly log: Logger, private readonly limit = 10_000) {}
+  /** Logs at warn level unless `key` was last logged with the same `msg`; returns whether it logged. */
   warn(key: string, msg: string, fields?: Fields): boolean {
-    if (this.#seen.has(key)) return false;
-    this.#seen.add(key);
+    if (this.#seen.get(key) === msg) return false;
+    if (this.#seen.size >= this.limit) this.#seen.clear();
+    this.#seen.set(key, msg);
     this.log.warn(msg, fields);
     return true;
   }

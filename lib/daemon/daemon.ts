@@ -6,12 +6,12 @@
  * @module
  */
 
-import type { Etcd3 } from "etcd3";
-import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../values/config.ts";
+import type { NetworkConfig } from "../values/config.ts";
 import type { Backend } from "../backend/backend.ts";
 import type { ExternalInterface } from "../values/iface.ts";
 import { chooseBackend, type ChosenBackend } from "./backends.ts";
 import { describeLease, type Lease, type LeaseAttrs, type LeaseEvent } from "../values/lease.ts";
+import { Backoff, sleep } from "../core/async.ts";
 import { formatIP4 } from "../core/ip.ts";
 import { logger } from "../core/log.ts";
 import { remoteLeaseProblem } from "../subnet/allocator.ts";
@@ -19,7 +19,8 @@ import { LeaseManager, OutOfSubnetsError } from "../subnet/lease_manager.ts";
 import { SubnetRegistry } from "../subnet/registry.ts";
 import { LeaseWatcher, type WatcherOptions } from "../subnet/watcher.ts";
 import { readPreviousSubnets, writeSubnetEnv } from "../values/subnet_env.ts";
-import { watchConfig } from "../subnet/config_source.ts";
+import { waitForConfig, watchConfig } from "../subnet/config_source.ts";
+import type { LeaseStore } from "../subnet/store.ts";
 import { leaseNets, TrafficRules, type TrafficRulesOptions } from "../iptables/manager.ts";
 import { sdNotify } from "../../ffi/sd_notify.ts";
 
@@ -27,7 +28,8 @@ const log = logger("flanneld");
 
 /** Everything the daemon needs, already parsed from flags. */
 export interface DaemonOptions {
-  client: Etcd3;
+  /** Where config and leases live (etcd, or a test's in-memory store). */
+  store: LeaseStore;
   prefix: string;
   subnetFile: string;
   ipMasq: boolean;
@@ -58,69 +60,13 @@ export interface DaemonState {
   rules?: TrafficRules;
 }
 
-/** Sleeps unless aborted; resolves false when aborted. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      resolve(false);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-/**
- * Reads `<prefix>/config` until it exists and is valid. Logs a line when the problem
- * first appears or changes, and a reminder every 30 s: a clear message, not a flood.
- */
-export async function waitForConfig(
-  registry: SubnetRegistry,
-  retryMs: number,
-  signal: AbortSignal,
-): Promise<NetworkConfig | null> {
-  let lastProblem = "";
-  let lastLogged = 0;
-  while (!signal.aborted) {
-    let problem: string;
-    try {
-      const text = await registry.getConfig();
-      if (text === null) {
-        problem = `flannel config not found in etcd store at ${registry.configKey}. ` +
-          "Did you create your config using etcdv3 API? (etcdctl put, with ETCDCTL_API=3)";
-      } else {
-        const cfg = parseNetworkConfig(text);
-        if (lastProblem) log.info("network config is now valid", { key: registry.configKey });
-        return cfg;
-      }
-    } catch (e) {
-      problem = e instanceof ConfigError
-        ? `invalid network config at ${registry.configKey}: ${e.message}${
-          e.field ? ` (field ${e.field})` : ""
-        }`
-        : `cannot read network config from etcd: ${(e as Error).message}`;
-    }
-    if (problem !== lastProblem || Date.now() - lastLogged > 30000) {
-      log.error(`${problem}; retrying every ${retryMs / 1000} s`);
-      lastProblem = problem;
-      lastLogged = Date.now();
-    }
-    if (!await sleep(retryMs, signal)) break;
-  }
-  return null;
-}
-
 /** Runs the daemon until `signal` aborts. Returns the process exit code. */
 export async function runDaemon(
   o: DaemonOptions,
   signal: AbortSignal,
   state: DaemonState = { subnetEnvWritten: false },
 ): Promise<number> {
-  const registry = new SubnetRegistry(o.client, o.prefix);
+  const registry = new SubnetRegistry(o.store, o.prefix);
   const { prev, problem } = await readPreviousSubnets(o.subnetFile);
   if (problem) log.warn(problem);
   else if (prev.subnet) {
@@ -157,6 +103,18 @@ export async function runDaemon(
   if (data.backendData !== undefined) attrs.backendData = data.backendData;
   if (data.backendV6Data !== undefined) attrs.backendV6Data = data.backendV6Data;
 
+  let rules: TrafficRules | null = null;
+  let queue = Promise.resolve();
+  // Remote lease events reach the backend one batch at a time, in order.
+  const watcher = new LeaseWatcher(registry, {
+    onEvents: (events: LeaseEvent[]) => {
+      queue = queue.then(() => backend.handle(events)).catch((e) => {
+        log.error("backend failed to apply lease events", { error: e, events: events.length });
+      });
+    },
+    onOwn: (ev) => manager.handleOwn(ev),
+    validate: (l) => remoteLeaseProblem(cfg, l),
+  }, o.watcher);
   const manager = new LeaseManager({
     registry,
     config: cfg,
@@ -164,16 +122,32 @@ export async function runDaemon(
     previous: prev,
     ttlSeconds: o.leaseTTLSeconds,
     renewMarginMinutes: o.renewMarginMinutes,
+    onChange: async (now, old, why) => {
+      if (why !== "changed") return;
+      await queue;
+      await backend.stop();
+      await backend.start(now);
+      await rules?.update(leaseNets(cfg, now));
+      state.subnetEnvWritten = await envFile();
+      watcher.setOwn(now.subnet);
+      await watcher.resync();
+      log.warn("data path moved to the new subnet; subnet file rewritten", {
+        old: describeLease(old),
+        subnet: describeLease(now),
+      });
+    },
   });
   state.manager = manager;
   let lease: Lease | null = null;
-  for (let wait = 1000; !lease && !signal.aborted; wait = Math.min(wait * 2, 30000)) {
+  const backoff = new Backoff({ minMs: 1000, maxMs: 30000 });
+  while (!lease && !signal.aborted) {
     try {
       lease = await manager.acquire();
     } catch (e) {
       const why = e instanceof OutOfSubnetsError
         ? e.message
         : `failed to acquire lease: ${(e as Error).message}`;
+      const wait = backoff.next();
       log.error(`${why}; retrying in ${wait / 1000} s`);
       if (!await sleep(wait, signal)) return 0;
     }
@@ -181,12 +155,15 @@ export async function runDaemon(
   if (!lease) return 0;
   log.info("lease acquired", { subnet: describeLease(lease), publicIP: formatIP4(attrs.publicIP) });
   await backend.start(lease);
-  // Rules before subnet.env (FLANNEL.md §16 step 8), so that "ready" implies them.
+  // Rules before subnet.env (upstream's order), so that "ready" implies them.
   state.rulesInPlace = !o.rules;
-  const rules = o.rules ? new TrafficRules({ ...o.rules, nftables: cfg.enableNFTables }) : null;
-  if (rules) {
+  if (o.rules) {
+    rules = new TrafficRules({
+      ...o.rules,
+      nftables: cfg.enableNFTables,
+      onState: (ok) => state.rulesInPlace = ok,
+    });
     state.rules = rules;
-    rules.onState = (ok) => state.rulesInPlace = ok;
     await rules.start(leaseNets(cfg, lease), prev);
   }
   // A subnet file that cannot be written costs a warning, not the lease (as upstream).
@@ -211,40 +188,13 @@ export async function runDaemon(
     });
   }
 
-  // Remote lease events reach the backend one batch at a time, in order.
-  const watcher = new LeaseWatcher(registry, o.watcher);
   state.watcher = watcher;
-  let queue = Promise.resolve();
-  const deliver = (events: LeaseEvent[]) => {
-    queue = queue.then(() => backend.handle(events)).catch((e) => {
-      log.error("backend failed to apply lease events", { error: e, events: events.length });
-    });
-  };
-  watcher.onEvents = deliver;
-  watcher.validate = (l) => remoteLeaseProblem(cfg, l);
-  watcher.onOwn = (ev) => manager.handleOwn(ev);
-  watcher.setOwn(lease.subnet);
-  watcher.setOwnPublicIP(attrs.publicIP);
-  manager.onChange = async (now, old, why) => {
-    if (why === "changed") {
-      await queue;
-      await backend.stop();
-      await backend.start(now);
-      await rules?.update(leaseNets(cfg, now));
-      state.subnetEnvWritten = await envFile();
-      watcher.setOwn(now.subnet);
-      await watcher.resync();
-      log.warn("data path moved to the new subnet; subnet file rewritten", {
-        old: describeLease(old),
-        subnet: describeLease(now),
-      });
-    }
-  };
+  watcher.setOwn(lease.subnet, attrs.publicIP);
   await watcher.start();
   manager.startRenewal();
   watchConfig(registry, cfg, signal);
   log.info("running", { subnet: describeLease(lease), backend: cfg.backendType });
-  sdNotify("READY=1"); // subnet.env is written and the watch runs (FLANNEL.md §16 step 11)
+  sdNotify("READY=1"); // subnet.env is written and the watch runs (upstream's order)
 
   await new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();

@@ -38,6 +38,8 @@ export interface TrafficRulesOptions {
   fullyRandomDisable: boolean;
   /** `--iptables-resync`, seconds. */
   resyncSeconds: number;
+  /** Told whenever the rules go from complete to incomplete or back. */
+  onState?: (inPlace: boolean) => void;
 }
 
 /** Cluster network and own lease per family; a family without both is skipped. */
@@ -76,8 +78,6 @@ export class TrafficRules {
   restorations = 0;
   /** Whether every set was installed and found complete by the latest check. */
   inPlace = false;
-  /** Called whenever {@link inPlace} changes. */
-  onState?: (inPlace: boolean) => void;
   #sets: RuleSet[] = [];
   /** Networks of the last start/update; the sets are rebuilt from them after a failure. */
   #cur: RulesNets = {};
@@ -92,7 +92,7 @@ export class TrafficRules {
   #setInPlace(ok: boolean): void {
     if (ok === this.inPlace) return;
     this.inPlace = ok;
-    this.onState?.(ok);
+    this.opts.onState?.(ok);
   }
 
   /**

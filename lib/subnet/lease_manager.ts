@@ -19,6 +19,7 @@
 import type { NetworkConfig } from "../values/config.ts";
 import { formatIP4 } from "../core/ip.ts";
 import { describeLease, type Lease, type LeaseAttrs } from "../values/lease.ts";
+import { Backoff, FailureLog, sleep } from "../core/async.ts";
 import { logger } from "../core/log.ts";
 import type { PreviousSubnets } from "../values/subnet_env.ts";
 import { freeSubnets4, freeSubnets6, isCompatible, pickRandom } from "./allocator.ts";
@@ -55,6 +56,8 @@ export interface LeaseManagerOptions {
   /** Retry backoff bounds for etcd errors during renewal and recovery. */
   retryMinMs?: number;
   retryMaxMs?: number;
+  /** Called after the lease was regained or replaced by another subnet. */
+  onChange?: (lease: Lease, previous: Lease, why: LeaseChange) => void | Promise<void>;
 }
 
 /** Why our lease changed. */
@@ -75,10 +78,13 @@ export class LeaseManager {
   #lease: Lease | null = null;
   #chain: Promise<unknown> = Promise.resolve();
   #renewTimer: ReturnType<typeof setTimeout> | undefined;
-  #stopped = false;
-  #retryMs: number;
-  #failingSince = 0; // when etcd started failing renewal or recovery; 0 while it answers
-  readonly #o: Required<Omit<LeaseManagerOptions, "previous">> & { previous: PreviousSubnets };
+  readonly #stop = new AbortController();
+  readonly #retry: Backoff;
+  readonly #failures = new FailureLog(log, "etcd answers again");
+  readonly #o: Required<Omit<LeaseManagerOptions, "previous" | "onChange">> & {
+    previous: PreviousSubnets;
+  };
+  readonly #onChange: NonNullable<LeaseManagerOptions["onChange"]>;
   readonly stats: LeaseStats = {
     renewals: 0,
     renewFailures: 0,
@@ -87,8 +93,6 @@ export class LeaseManager {
     subnetChanges: 0,
     acquireRetries: 0,
   };
-  /** Called after the lease was regained or replaced by another subnet. */
-  onChange: (lease: Lease, previous: Lease, why: LeaseChange) => void | Promise<void> = () => {};
 
   constructor(opts: LeaseManagerOptions) {
     this.#o = {
@@ -105,7 +109,8 @@ export class LeaseManager {
       config: opts.config,
       attrs: opts.attrs,
     };
-    this.#retryMs = this.#o.retryMinMs;
+    this.#onChange = opts.onChange ?? (() => {});
+    this.#retry = new Backoff({ minMs: this.#o.retryMinMs, maxMs: this.#o.retryMaxMs });
   }
 
   /** The lease we hold, or null before acquisition. */
@@ -222,10 +227,15 @@ export class LeaseManager {
     this.#schedule();
   }
 
-  /** Stops timers; the lease stays in etcd (as upstream: nothing is deleted on shutdown). */
+  /** Stops timers and retries; the lease stays in etcd (as upstream: nothing is deleted). */
   stop(): void {
-    this.#stopped = true;
+    this.#stop.abort();
     clearTimeout(this.#renewTimer);
+  }
+
+  /** Renews now (tests, tools); the same path the timer takes. */
+  renew(): Promise<void> {
+    return this.#serial(() => this.#renew());
   }
 
   /** When the next renewal is due (ms since epoch), or null for a reservation. */
@@ -238,7 +248,7 @@ export class LeaseManager {
 
   #schedule(delayMs?: number): void {
     clearTimeout(this.#renewTimer);
-    if (this.#stopped) return;
+    if (this.#stop.signal.aborted) return;
     const at = this.renewAt;
     if (at === null && delayMs === undefined) return;
     const d = delayMs ?? Math.max(0, at! - Date.now());
@@ -247,14 +257,14 @@ export class LeaseManager {
 
   async #renew(): Promise<void> {
     const cur = this.#lease;
-    if (!cur || this.#stopped) return;
+    if (!cur || this.#stop.signal.aborted) return;
     try {
       const got = await this.#o.registry.replace(cur, this.#o.attrs, this.#o.ttlSeconds);
       if (got) {
         this.#lease = got;
         this.stats.renewals++;
-        this.#retryMs = this.#o.retryMinMs;
-        this.#noteRecovered("renewed lease");
+        this.#retry.reset();
+        this.#failures.ok({ after: "renewed lease" });
         log.info("renewed lease", {
           subnet: describeLease(got),
           expires: new Date(got.expiration!).toISOString(),
@@ -273,9 +283,8 @@ export class LeaseManager {
       this.#schedule();
     } catch (e) {
       this.stats.renewFailures++;
-      const wait = this.#retryMs;
-      this.#retryMs = Math.min(this.#retryMs * 2, this.#o.retryMaxMs);
-      this.#noteFailure("lease renewal failed", {
+      const wait = this.#retry.next();
+      this.#failures.failed(this.#failingText("lease renewal failed"), {
         subnet: describeLease(cur),
         error: e,
         retryInMs: wait,
@@ -284,20 +293,11 @@ export class LeaseManager {
     }
   }
 
-  /** One warning when etcd starts failing us, then quiet (-v=1) until it answers again. */
-  #noteFailure(what: string, fields: Record<string, unknown>): void {
-    if (this.#failingSince) return log.debug(1, what, fields);
-    this.#failingSince = Date.now();
-    log.warn(
-      `${what}; retrying every ${this.#o.retryMaxMs / 1000} s at most, quietly until etcd answers`,
-      fields,
-    );
-  }
-
-  #noteRecovered(what: string): void {
-    if (!this.#failingSince) return;
-    log.info(`etcd answers again: ${what}`, { afterMs: Date.now() - this.#failingSince });
-    this.#failingSince = 0;
+  /** The warning for the first of a run of failures; later ones go to `-v=1`. */
+  #failingText(what: string): string {
+    return `${what}; retrying every ${
+      this.#o.retryMaxMs / 1000
+    } s at most, quietly until etcd answers`;
   }
 
   /**
@@ -307,13 +307,13 @@ export class LeaseManager {
   handleOwn(ev: OwnEvent): void {
     void this.#serial(async () => {
       const cur = this.#lease;
-      if (!cur || this.#stopped) return;
+      if (!cur || this.#stop.signal.aborted) return;
       if (ev.lease && !equal4(ev.lease.subnet, cur.subnet)) return; // about a subnet we no longer hold
       if (ev.type === "put" && ev.lease) {
         if (ev.lease.attrs.publicIP === this.#o.attrs.publicIP) {
           // Our own write (or a re-put of it): track its revision so renewals compare right.
           if (
-            ev.lease.modRevision && BigInt(ev.lease.modRevision) >= BigInt(cur.modRevision ?? "0")
+            ev.lease.modRevision !== undefined && ev.lease.modRevision >= (cur.modRevision ?? 0n)
           ) {
             this.#lease = { ...cur, modRevision: ev.lease.modRevision, leaseId: ev.lease.leaseId };
           }
@@ -352,18 +352,20 @@ export class LeaseManager {
 
   async #recoverWithRetry(why: "taken" | "deleted"): Promise<void> {
     this.stats.losses++;
-    let wait = this.#o.retryMinMs;
-    for (;;) {
-      if (this.#stopped) return;
+    const backoff = new Backoff({ minMs: this.#o.retryMinMs, maxMs: this.#o.retryMaxMs });
+    while (!this.#stop.signal.aborted) {
       try {
         await this.#recover(why);
-        this.#noteRecovered("lease recovered");
+        this.#failures.ok({ after: "lease recovered" });
         this.#schedule();
         return;
       } catch (e) {
-        this.#noteFailure("cannot recover lease yet", { error: e, retryInMs: wait });
-        await new Promise((r) => setTimeout(r, wait));
-        wait = Math.min(wait * 2, this.#o.retryMaxMs);
+        const wait = backoff.next();
+        this.#failures.failed(this.#failingText("cannot recover lease yet"), {
+          error: e,
+          retryInMs: wait,
+        });
+        if (!await sleep(wait, this.#stop.signal)) return;
       }
     }
   }
@@ -383,7 +385,7 @@ export class LeaseManager {
         log.warn("our lease was deleted or expired; regained the same subnet", {
           subnet: describeLease(again),
         });
-        await this.onChange(again, old, "regained");
+        await this.#onChange(again, old, "regained");
         return;
       }
       // Ours after all (a create whose answer was lost): keep it. Else someone else took it.
@@ -402,7 +404,7 @@ export class LeaseManager {
         `now using ${describeLease(fresh)}. Containers still on the old subnet must be restarted.`,
       { old: describeLease(old), subnet: describeLease(fresh) },
     );
-    await this.onChange(fresh, old, "changed");
+    await this.#onChange(fresh, old, "changed");
   }
 
   /** Runs lease operations one at a time. */

@@ -14,19 +14,28 @@ import { parseArgs } from "node:util";
 /** Kinds of flag values. */
 export type FlagKind = "string" | "bool" | "int" | "list" | "duration";
 
+/** The value type of each kind. */
+interface KindValue {
+  string: string;
+  bool: boolean;
+  int: number;
+  list: string[];
+  duration: number;
+}
+
 /** One flag definition. */
 export interface FlagDef {
   name: string;
   kind: FlagKind;
-  default: string | boolean | number | string[];
+  default: KindValue[FlagKind];
   help: string;
   /** Inclusive bounds for ints (and durations, in seconds). */
   min?: number;
   max?: number;
 }
 
-/** Every flag we accept: upstream's (§7 of FLANNEL.md) plus ours, marked "(ours)". */
-export const FLAGS: readonly FlagDef[] = [
+/** Every flag we accept: upstream's plus ours, marked "(ours)". */
+export const FLAGS = [
   {
     name: "etcd-endpoints",
     kind: "string",
@@ -216,10 +225,12 @@ export const FLAGS: readonly FlagDef[] = [
     default: "",
     help: "when logging hits line file:N, emit a stack trace (accepted for compatibility)",
   },
-];
+] as const satisfies readonly FlagDef[];
 
-/** Parsed flag values by name. */
-export type FlagValues = Record<string, string | boolean | number | string[]>;
+/** Parsed flag values by name, each typed by its kind (`"iface"` → `string[]`…). */
+export type FlagValues = {
+  -readonly [F in (typeof FLAGS)[number] as F["name"]]: KindValue[F["kind"]];
+};
 
 /** The outcome of parsing: values, whether help was asked for, the rest of argv. */
 export interface ParsedFlags {
@@ -238,7 +249,7 @@ export class FlagError extends Error {
   }
 }
 
-const BY_NAME = new Map(FLAGS.map((f) => [f.name, f]));
+const BY_NAME = new Map<string, FlagDef>(FLAGS.map((f) => [f.name, f]));
 
 function parseGoBool(s: string, name: string): boolean {
   if (["1", "t", "T", "TRUE", "true", "True"].includes(s)) return true;
@@ -340,8 +351,8 @@ export function parseFlags(
     strict: true,
     allowNegative: true,
   });
-  const values: FlagValues = {};
-  for (const f of FLAGS) {
+  const values: Record<string, KindValue[FlagKind]> = {};
+  for (const f of FLAGS as readonly FlagDef[]) {
     let raw = (parsed as Record<string, string | boolean | string[] | undefined>)[f.name];
     let from = `flag -${f.name}`;
     if (raw === undefined) {
@@ -354,7 +365,8 @@ export function parseFlags(
     }
     values[f.name] = raw === undefined ? f.default : convert(f, raw, from);
   }
-  return { values, help, positionals: argv.slice(i), explicit };
+  // Every name of FLAGS was assigned a value of its kind just above.
+  return { values: values as FlagValues, help, positionals: argv.slice(i), explicit };
 }
 
 /** Usage text in the layout of Go's `flag.PrintDefaults`. */

@@ -42,7 +42,7 @@ export interface Lease {
   /** Expiry time in ms since epoch; 0 for a reservation. */
   expiration?: number;
   /** etcd mod_revision of the key. */
-  modRevision?: string;
+  modRevision?: bigint;
 }
 
 /** A change in the set of remote leases. */

@@ -40,7 +40,7 @@ class LightHost {
 
   /** Acquires a lease and follows the others, as a daemon would. */
   async join(): Promise<void> {
-    const { client, registry } = registryFor({ endpoint: this.endpoint });
+    const { store, registry } = registryFor({ endpoint: this.endpoint });
     const ip = `192.168.100.${100 + this.index}`; // on no wire: only FDB entries point at it
     const mac = `0e:c4:00:00:00:${this.index.toString(16).padStart(2, "0")}`;
     const m = hostManager(registry, this.configText, ip, {
@@ -52,9 +52,12 @@ class LightHost {
       },
     });
     const lease = await m.acquire();
-    const w = new LeaseWatcher(registry, { backoffMinMs: 50, backoffMaxMs: 1000 });
+    const w = new LeaseWatcher(registry, {
+      onEvents: () => {},
+      onOwn: (ev) => m.handleOwn(ev),
+      validate: () => null,
+    }, { backoffMinMs: 50, backoffMaxMs: 1000 });
     w.setOwn(lease.subnet);
-    w.onOwn = (ev) => m.handleOwn(ev);
     await w.start();
     m.startRenewal();
     this.subnet = describeLease(lease);
@@ -63,8 +66,8 @@ class LightHost {
       m.stop();
       const l = m.lease!;
       await registry.delete(l.subnet);
-      await registry.revoke(l.leaseId ?? "0");
-      client.close();
+      await store.revoke(l.leaseId ?? "0");
+      store.close();
     };
   }
 
@@ -78,7 +81,7 @@ class LightHost {
 
 /** Lists every lease and returns the overlapping pairs. */
 async function overlapping(endpoint: string): Promise<string[]> {
-  const { client, registry } = registryFor({ endpoint });
+  const { store, registry } = registryFor({ endpoint });
   try {
     const { leases, revision } = await registry.listLeases();
     const out: string[] = [];
@@ -91,7 +94,7 @@ async function overlapping(endpoint: string): Promise<string[]> {
     }
     return out;
   } finally {
-    client.close();
+    store.close();
   }
 }
 
@@ -102,9 +105,9 @@ async function main(
   seed: number,
 ): Promise<ChurnResult> {
   setSink((line) => /^[EW]/.test(line) && console.error(line)); // warnings and errors only
-  const { client, registry } = registryFor({ endpoint });
+  const { store, registry } = registryFor({ endpoint });
   const configText = (await registry.getConfig())!;
-  client.close();
+  store.close();
   const hosts = Array.from({ length: n }, (_, i) => new LightHost(endpoint, configText, i));
   await Promise.all(hosts.map((h) => h.join()));
   console.log(`JOINED ${n}`);

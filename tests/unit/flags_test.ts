@@ -5,6 +5,7 @@ import {
   envName,
   FlagError,
   FLAGS,
+  type FlagValues,
   parseDuration,
   parseFlags,
   usage,
@@ -34,7 +35,7 @@ Deno.test("defaults match §7", () => {
     "version": false,
     "v": 0,
   };
-  for (const [k, w] of Object.entries(want)) assert.deepEqual(v[k], w, k);
+  for (const [k, w] of Object.entries(want)) assert.deepEqual(v[k as keyof FlagValues], w, k);
   const p = parseFlags([]);
   assert.equal(p.help, false);
   assert.equal(p.explicit.size, 0);
@@ -76,7 +77,7 @@ Deno.test("booleans: -flag, -flag=false, --flag=0, default-true flag turned off"
     [["-ip-masq", "-ip-masq=false"], "ip-masq", false],
   ];
   eachCase(
-    ([argv, name]: [string[], string]) => vals(argv)[name],
+    ([argv, name]: [string[], string]) => vals(argv)[name as keyof FlagValues],
     cases.map(([a, n, w]) => [[a, n], w]),
   );
   // A bool never takes the next argument: it ends the flags as a positional.

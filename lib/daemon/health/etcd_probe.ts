@@ -6,8 +6,9 @@
  * @module
  */
 
-import type { Etcd3 } from "etcd3";
+import { FailureLog, sleep } from "../../core/async.ts";
 import { logger } from "../../core/log.ts";
+import type { SubnetRegistry } from "../../subnet/registry.ts";
 
 const log = logger("health");
 
@@ -41,15 +42,12 @@ export class EtcdProbe {
   };
   readonly #interval: number;
   readonly #timeout: number;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #failures = new FailureLog(log, "etcd answers again");
+  #stop = new AbortController();
   #running = false;
-  #failing = false;
 
-  constructor(
-    private readonly client: Etcd3,
-    private readonly key: string,
-    o: EtcdProbeOptions = {},
-  ) {
+  /** @param registry whose config key is read (over its own connection: see start.ts) */
+  constructor(private readonly registry: SubnetRegistry, o: EtcdProbeOptions = {}) {
     this.#interval = o.intervalMs ?? 2000;
     this.#timeout = o.timeoutMs ?? 2000;
   }
@@ -58,21 +56,18 @@ export class EtcdProbe {
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    this.#stop = new AbortController();
     void this.#loop();
   }
 
   /** Stops probing. */
   stop(): void {
     this.#running = false;
-    clearTimeout(this.#timer);
+    this.#stop.abort();
   }
 
   async #loop(): Promise<void> {
-    while (this.#running) {
-      await this.probeOnce();
-      if (!this.#running) return;
-      await new Promise((r) => this.#timer = setTimeout(r, this.#interval));
-    }
+    do await this.probeOnce(); while (await sleep(this.#interval, this.#stop.signal));
   }
 
   /** Runs one probe; resolves true when etcd answered in time. Never throws. */
@@ -87,24 +82,17 @@ export class EtcdProbe {
     });
     try {
       // The race bounds the probe even when the client's retry policy re-issues the call.
-      const get = this.client.get(this.key).options({ deadline: Date.now() + this.#timeout })
-        .buffer();
+      const get = this.registry.getConfig(this.#timeout);
       get.catch(() => {}); // a late rejection after the timeout won is expected
       await Promise.race([get, timeout]);
       this.stats.lastOkAt = Date.now();
-      if (this.#failing) {
-        this.#failing = false;
-        log.info("etcd answers again");
-      }
+      this.#failures.ok();
       return true;
     } catch (e) {
       this.stats.failures++;
       this.stats.lastFailAt = Date.now();
       this.stats.lastError = (e as Error).message;
-      if (!this.#failing) {
-        this.#failing = true;
-        log.warn("etcd probe failed", { key: this.key, error: e });
-      }
+      this.#failures.failed("etcd probe failed", { key: this.registry.configKey, error: e });
       return false;
     } finally {
       clearTimeout(timer);

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Etcd3 } from "etcd3";
 import { SubnetRegistry } from "../../subnet/registry.ts";
+import type { LeaseStore } from "../../subnet/store.ts";
 import { EtcdProbe } from "./etcd_probe.ts";
 import { HealthMonitor, type HealthState } from "./monitor.ts";
 import { startWatchdog, watchdogIntervalMs } from "../../../ffi/sd_notify.ts";
@@ -14,8 +14,8 @@ import { startHealthServer } from "./server.ts";
 
 /** What {@link startHealth} needs. */
 export interface HealthOptions {
-  /** Makes the probe's etcd client (closed by `stop()`). */
-  probeClient: () => Etcd3;
+  /** Makes the probe's store connection (closed by `stop()`). */
+  probeStore: () => LeaseStore;
   /** etcd prefix; the probe reads `<prefix>/config`. */
   prefix: string;
   hostname: string;
@@ -35,8 +35,8 @@ export interface Health {
 export function startHealth(o: HealthOptions): Health {
   const wd = watchdogIntervalMs();
   if (o.port <= 0 && wd === null) return { monitor: null, stop: async () => {} };
-  const client = o.probeClient();
-  const probe = new EtcdProbe(client, new SubnetRegistry(client, o.prefix).configKey);
+  const store = o.probeStore();
+  const probe = new EtcdProbe(new SubnetRegistry(store, o.prefix));
   probe.start();
   const monitor = new HealthMonitor(o.state, probe);
   const server = o.port > 0 ? startHealthServer(o.hostname, o.port, monitor) : null;
@@ -47,7 +47,7 @@ export function startHealth(o: HealthOptions): Health {
       stopWatchdog();
       probe.stop();
       await server?.shutdown();
-      client.close();
+      store.close();
     },
   };
 }

@@ -1,0 +1,49 @@
+// etcd client failures as one plain line each: what a newcomer who starts flanneld without
+// an etcd (or with a wrong password, or TLS mismatch) reads instead of gRPC internals.
+import { assertEquals } from "../helpers/assert.ts";
+import { plainEtcdError } from "../../lib/subnet/etcd_store.ts";
+
+const AT = "http://127.0.0.1:2379";
+
+class BrokenCircuitError extends Error {}
+
+Deno.test("plainEtcdError: the raw client texts become one line naming the endpoint", () => {
+  const cases: [unknown, string][] = [
+    [
+      new Error(
+        "14 UNAVAILABLE: No connection established. Last error: connect ECONNREFUSED " +
+          "127.0.0.1:2379 (2026-11-29T17:00:00.000Z). Resolution note: ;",
+      ),
+      `etcd at ${AT} is not reachable (connection refused)`,
+    ],
+    [
+      new BrokenCircuitError("Execution prevented because the circuit breaker is open"),
+      `etcd at ${AT} is not reachable (after 3 failed calls the client waits 5 s before trying again)`,
+    ],
+    [
+      new Error("14 UNAVAILABLE: getaddrinfo ENOTFOUND etcd.example"),
+      `etcd at ${AT} is not reachable (host name not found)`,
+    ],
+    [new Error("4 DEADLINE_EXCEEDED: Deadline exceeded"), `etcd at ${AT} did not answer in time`],
+    [
+      new Error(
+        "3 INVALID_ARGUMENT: etcdserver: authentication failed, invalid user ID or password",
+      ),
+      `etcd at ${AT} refused the username or password (--etcd-username/--etcd-password)`,
+    ],
+    [
+      new Error("etcdserver: user name is empty"),
+      `etcd at ${AT} requires authentication (--etcd-username/--etcd-password)`,
+    ],
+    [
+      new Error("7 PERMISSION_DENIED: etcdserver: permission denied"),
+      `etcd at ${AT} denied access: the etcd user lacks permission for flannel's prefix`,
+    ],
+    [
+      new Error("14 UNAVAILABLE: self-signed certificate in certificate chain"),
+      `TLS with etcd at ${AT} failed: 14 UNAVAILABLE: self-signed certificate in certificate chain`,
+    ],
+    [new Error("something new\nsecond line"), `etcd at ${AT}: something new`],
+  ];
+  for (const [e, want] of cases) assertEquals(plainEtcdError(e, AT), want);
+});
