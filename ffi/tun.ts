@@ -2,7 +2,8 @@
  * TUN devices through `/dev/net/tun`: raw IP packets in and out of a file descriptor.
  *
  * `Deno.open` never exposes its fd and `node:fs` refuses raw fds, so the device is opened
- * with FFI `open()` + `ioctl(TUNSETIFF)` and the raw fd is used for everything (DATAPATH.md).
+ * with FFI `open()` + `ioctl(TUNSETIFF)` (`IFF_TUN | IFF_NO_PI`; struct ifreq is 40 bytes,
+ * name at 0, flags u16 at 16) and the raw fd is used for everything.
  * A non-persistent device (the only kind made here) disappears with its last fd, together
  * with its addresses and routes, even when the process is killed.
  * @module

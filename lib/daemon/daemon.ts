@@ -1,5 +1,5 @@
 /**
- * flanneld's life cycle in etcd mode, in upstream's order (FLANNEL.md §16): config from
+ * flanneld's life cycle in etcd mode, in upstream's order: config from
  * etcd, external interface, backend device, lease, subnet.env, then follow the other
  * hosts' leases and keep ours until a signal. Nothing is deleted on shutdown: the lease
  * stays in etcd and kernel state stays in place, so a restart does not cut traffic.

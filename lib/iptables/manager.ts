@@ -1,5 +1,5 @@
 /**
- * Traffic rules of one flanneld run (FLANNEL.md §14): clean the other engine's leftovers,
+ * Traffic rules of one flanneld run (README section "ip-masq and forward rules"): clean the other engine's leftovers,
  * drop a previous run's stale masquerade rules, install masquerade (`--ip-masq`) and
  * forward (`--iptables-forward-rules`) rules, then check them every `--iptables-resync`
  * seconds and reinstall any set that lost a rule (kube-proxy or an admin flushing chains

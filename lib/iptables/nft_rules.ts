@@ -1,6 +1,6 @@
 /**
- * The nftables rules of `EnableNFTables` mode, as `nft -f` scripts in upstream's words
- * (FLANNEL.md §14): table `flannel-ipv4` (family ip) / `flannel-ipv6` (ip6) with chains
+ * The nftables rules of `EnableNFTables` mode, as `nft -f` scripts in upstream's words:
+ * table `flannel-ipv4` (family ip) / `flannel-ipv6` (ip6) with chains
  * `forward` and `postrtg`. Pure text; nftables.ts runs it.
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * The iptables rules flanneld installs, as upstream words them (FLANNEL.md §14), and the
+ * The iptables rules flanneld installs, as upstream (v0.20+) words them, and the
  * `iptables-restore` payloads that install, repair and remove them. Pure: the applier
  * (iptables.ts) feeds in what `iptables-save` printed and runs what comes out.
  * @module

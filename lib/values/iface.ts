@@ -1,5 +1,5 @@
 /**
- * External interface selection, as upstream flanneld does it (FLANNEL.md §8):
+ * External interface selection, as upstream flanneld does it:
  * `--iface` values in order (an IP selects the interface carrying it, anything else is a
  * name), then `--iface-regex` (over addresses, then names), then `--iface-can-reach`
  * (kernel route lookup); with none of these, `--public-ip` (quirk: used as the selector)

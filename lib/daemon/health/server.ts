@@ -1,5 +1,6 @@
 /**
- * The health server (`--healthz-ip`/`--healthz-port`, FLANNEL.md §15): `/healthz` says the
+ * The health server (`--healthz-ip`/`--healthz-port`; upstream answers
+ * `/healthz` with 200 `flanneld is running`, and since v0.28.9 `/readyz`): `/healthz` says the
  * process runs (as upstream: any method), `/readyz` says the node is actually usable and
  * otherwise why not, `/metrics` serves Prometheus text.
  * @module
