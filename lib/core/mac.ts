@@ -4,12 +4,19 @@
  * @module
  */
 
-const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+// The three 48-bit forms Go's net.ParseMAC reads (upstream reads VtepMAC with it).
+const COLON = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+const DASH = /^[0-9a-f]{2}(-[0-9a-f]{2}){5}$/i;
+const DOT = /^[0-9a-f]{4}(\.[0-9a-f]{4}){2}$/i;
 
-/** Parses `aa:bb:cc:dd:ee:ff`; null when invalid. */
+/**
+ * Parses `aa:bb:cc:dd:ee:ff`, `aa-bb-cc-dd-ee-ff` or `aabb.ccdd.eeff` (any case); null when
+ * invalid. Go also reads 8- and 20-byte addresses, which no VXLAN device can carry.
+ */
 export function parseMAC(s: string): Uint8Array | null {
-  if (!MAC_RE.test(s)) return null;
-  return Uint8Array.from(s.split(":"), (h) => parseInt(h, 16));
+  if (!COLON.test(s) && !DASH.test(s) && !DOT.test(s)) return null;
+  const hex = s.replace(/[:.-]/g, "");
+  return Uint8Array.from({ length: 6 }, (_, i) => parseInt(hex.slice(2 * i, 2 * i + 2), 16));
 }
 
 /** Formats bytes as lowercase colon-separated hex (any length, like Go). */

@@ -40,6 +40,12 @@ export interface ChosenBackend {
  * or an invalid option, so that the daemon reports it like any other config problem.
  */
 export function chooseBackend(cfg: NetworkConfig): ChosenBackend {
+  if (cfg.backendType === "") {
+    throw new ConfigError(
+      "Backend.Type",
+      `Backend has no Type: set one (${backendTypes().join(", ")}), or leave Backend out for udp`,
+    );
+  }
   const kind = backendKind(cfg.backendType);
   if (!kind) {
     throw new ConfigError(

@@ -17,13 +17,12 @@
  */
 
 import type { NetworkConfig } from "../values/config.ts";
-import { formatIP4 } from "../core/ip.ts";
 import { describeLease, type Lease, type LeaseAttrs } from "../values/lease.ts";
 import { Backoff, FailureLog, sleep } from "../core/async.ts";
 import { logger } from "../core/log.ts";
 import type { PreviousSubnets } from "../values/subnet_env.ts";
 import { freeSubnets4, freeSubnets6, isCompatible, pickRandom } from "./allocator.ts";
-import { equal4, overlaps4, overlaps6 } from "../core/ip.ts";
+import { equal4, formatIP4, type IP4Net, type IP6Net, overlaps4, overlaps6 } from "../core/ip.ts";
 import type { SubnetRegistry } from "./registry.ts";
 import type { OwnEvent } from "./watcher.ts";
 
@@ -131,7 +130,12 @@ export class LeaseManager {
     const { registry, config, attrs } = this.#o;
     for (let attempt = 1; attempt <= this.#o.maxAttempts; attempt++) {
       if (attempt > 1) this.stats.acquireRetries++;
-      const { leases } = await registry.listLeases();
+      const { leases, bad } = await registry.listLeases();
+      // Keys that are no usable lease (a bad value, host bits set) still hold their subnet.
+      const occupied = [
+        ...leases,
+        ...bad.flatMap((b) => b.occupies ? [b.occupies] : []),
+      ];
       // 1. Reuse the lease that carries our PublicIP.
       const mine = attrs.publicIP !== 0 && !avoid
         ? leases.find((l) => l.attrs.publicIP === attrs.publicIP)
@@ -163,7 +167,7 @@ export class LeaseManager {
       // 2. The previous subnet from subnet.env, when nobody holds it.
       if (prev.subnet && !avoid) {
         const cand = { subnet: prev.subnet, ipv6Subnet: prev.ipv6Subnet };
-        const held = leases.some((l) =>
+        const held = occupied.some((l) =>
           overlaps4(l.subnet, prev.subnet!) ||
           (prev.ipv6Subnet && l.ipv6Subnet && overlaps6(l.ipv6Subnet, prev.ipv6Subnet))
         );
@@ -182,7 +186,7 @@ export class LeaseManager {
         }
       }
       // 3. A random one of the first 100 free subnets.
-      const cand = this.#pick(leases, avoid);
+      const cand = this.#pick(occupied, avoid);
       const got = await registry.create(cand.subnet, cand.ipv6Subnet, attrs, this.#o.ttlSeconds);
       if (got) {
         log.info("acquired new subnet", { subnet: describeLease(got), attempt });
@@ -196,9 +200,9 @@ export class LeaseManager {
   }
 
   #pick(
-    leases: Lease[],
+    leases: { subnet: IP4Net; ipv6Subnet?: IP6Net }[],
     avoid: Lease | null,
-  ): { subnet: Lease["subnet"]; ipv6Subnet?: Lease["ipv6Subnet"] } {
+  ): { subnet: IP4Net; ipv6Subnet?: IP6Net } {
     const { config } = this.#o;
     const taken = leases.map((l) => l.subnet);
     if (avoid) taken.push(avoid.subnet);

@@ -149,7 +149,10 @@ export class LeaseView {
     try {
       lease = decode();
     } catch (e) {
-      return this.#noteBad(key, (e as Error).message);
+      this.#noteBad(key, (e as Error).message);
+      const subnet = parseSubnetKey(key)?.subnet;
+      if (subnet && !this.#isOwn(subnet)) this.#forget(subnet, out);
+      return;
     }
     if (this.#isOwn(lease.subnet)) return this.cb.onOwn({ type: "put", lease });
     if (this.#isOurIP(lease)) {
@@ -158,21 +161,23 @@ export class LeaseView {
       });
       return;
     }
-    const id = idOf(lease.subnet);
     const why = this.cb.validate(lease);
     if (why) {
       this.#noteBad(key, why);
-      // A peer whose lease turned unusable is no longer routed to.
-      const known = this.#known.get(id);
-      if (known) {
-        this.#known.delete(id);
-        out.push({ type: "removed", lease: known });
-      }
+      this.#forget(lease.subnet, out);
       return;
     }
     this.#bad.clear(key);
-    this.#known.set(id, lease);
+    this.#known.set(idOf(lease.subnet), lease);
     out.push({ type: "added", lease });
+  }
+
+  /** A peer whose lease turned unusable is no longer routed to. */
+  #forget(subnet: IP4Net, out: LeaseEvent[]): void {
+    const known = this.#known.get(idOf(subnet));
+    if (!known) return;
+    this.#known.delete(idOf(subnet));
+    out.push({ type: "removed", lease: known });
   }
 
   /** Counts an unusable lease; logs it once per key and reason, however often it is re-put. */

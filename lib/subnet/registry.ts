@@ -12,6 +12,7 @@ import type { IP4Net, IP6Net } from "../core/ip.ts";
 import {
   decodeLeaseAttrs,
   encodeLeaseAttrs,
+  keySubnets,
   type Lease,
   type LeaseAttrs,
   parseSubnetKey,
@@ -29,6 +30,8 @@ export function joinKey(...parts: string[]): string {
 export interface BadLease {
   key: string;
   reason: string;
+  /** The subnets the key still names (and so occupies), when it names any. */
+  occupies?: { subnet: IP4Net; ipv6Subnet?: IP6Net };
 }
 
 /** The result of a list: leases, the revision to watch from, and unusable keys. */
@@ -41,7 +44,13 @@ export interface LeaseList {
 /** Converts a stored key to a Lease; throws with a reason for a bad key or value. */
 export function leaseFromKV(kv: KV): Lease {
   const parsed = parseSubnetKey(kv.key);
-  if (!parsed) throw new Error("key is not a subnet key (want a.b.c.d-N)");
+  if (!parsed) {
+    throw new Error(
+      keySubnets(kv.key)
+        ? "the key's subnet has host bits set (not a network address)"
+        : "key is not a subnet key (want a.b.c.d-N)",
+    );
+  }
   const attrs = decodeLeaseAttrs(kv.value);
   return { ...parsed, attrs, leaseId: kv.leaseId, modRevision: kv.modRevision };
 }
@@ -76,7 +85,9 @@ export class SubnetRegistry {
       try {
         leases.push(leaseFromKV(kv));
       } catch (e) {
-        bad.push({ key: kv.key, reason: (e as Error).message });
+        const k = keySubnets(kv.key);
+        const occupies = k ? { subnet: k.subnet, ipv6Subnet: k.ipv6Subnet } : undefined;
+        bad.push({ key: kv.key, reason: (e as Error).message, occupies });
       }
     }
     return { leases, revision, bad };

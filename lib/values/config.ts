@@ -109,17 +109,19 @@ export function parseNetworkConfig(text: string): NetworkConfig {
     backendType: "udp",
     backend: {},
   };
+  // As upstream: udp only when Backend is absent. A Backend that is present (even null or
+  // {}) names its type, and one without a Type is refused when the backend is chosen.
   const backend = field(o, "Backend");
-  if (backend !== undefined && backend !== null) {
-    if (typeof backend !== "object" || Array.isArray(backend)) {
+  if (backend !== undefined) {
+    if (backend !== null && (typeof backend !== "object" || Array.isArray(backend))) {
       throw new ConfigError("Backend", "Backend must be a JSON object");
     }
-    cfg.backend = backend as Record<string, unknown>;
+    cfg.backend = (backend ?? {}) as Record<string, unknown>;
     const t = field(cfg.backend, "Type");
     if (t !== undefined && t !== null && typeof t !== "string") {
       throw new ConfigError("Backend.Type", "Backend.Type must be a string");
     }
-    if (t) cfg.backendType = (t as string).toLowerCase();
+    cfg.backendType = ((t as string | null | undefined) ?? "").toLowerCase();
   }
   if (!cfg.enableIPv4 && !cfg.enableIPv6) {
     throw new ConfigError(
@@ -143,6 +145,13 @@ function validateV4(o: Record<string, unknown>, cfg: NetworkConfig): void {
   const net = parseCIDR4(netStr);
   if (!net) {
     throw new ConfigError("Network", `Network ${JSON.stringify(netStr)} is not an IPv4 CIDR`);
+  }
+  if (net.prefix === 0) {
+    // Upstream's words; a /0 would hand out subnets across the whole address space.
+    throw new ConfigError(
+      "Network",
+      `please define a correct Network parameter in the flannel config: ${netStr} is the whole IPv4 address space`,
+    );
   }
   cfg.network = net;
   if (cfg.subnetLen > 0) {
@@ -208,6 +217,12 @@ function validateV6(o: Record<string, unknown>, cfg: NetworkConfig): void {
     throw new ConfigError(
       "IPv6Network",
       `IPv6Network ${JSON.stringify(netStr)} is not an IPv6 CIDR`,
+    );
+  }
+  if (net.prefix === 0) {
+    throw new ConfigError(
+      "IPv6Network",
+      `please define a correct IPv6Network parameter in the flannel config: ${netStr} is the whole IPv6 address space`,
     );
   }
   cfg.ipv6Network = net;

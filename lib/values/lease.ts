@@ -60,24 +60,47 @@ export function subnetKey(subnet: IP4Net, ipv6?: IP6Net): string {
 // Upstream matches at the end of the full key, not anchored at the start.
 const KEY_RE = /(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([a-f\d:]+)-(\d+))?$/;
 
-/** Parses a key (full etcd path or bare); null when it is not a subnet key. */
-export function parseSubnetKey(key: string): { subnet: IP4Net; ipv6Subnet?: IP6Net } | null {
+/** The subnets a key names, masked, and whether it names them exactly. */
+export interface KeySubnets {
+  subnet: IP4Net;
+  ipv6Subnet?: IP6Net;
+  /** False when an address in the key has host bits set (`10.5.2.3-24`). */
+  exact: boolean;
+}
+
+/**
+ * Reads the subnets out of a key (full etcd path or bare), as upstream's parser does;
+ * null when it is not a subnet key at all. A key with host bits set still names (and
+ * occupies) the masked subnet: upstream reads such a key as that subnet.
+ */
+export function keySubnets(key: string): KeySubnets | null {
   const m = KEY_RE.exec(key);
   if (!m) return null;
   const ip = parseIP4(m[1]);
   const prefix = Number(m[2]);
   // Upstream: strconv.ParseUint(prefix, 10, 5), so /32 (6 bits) is rejected; leading zeros are fine.
   if (ip === null || prefix > 31) return null;
-  const out: { subnet: IP4Net; ipv6Subnet?: IP6Net } = { subnet: ip4Net(ip, prefix) };
-  if (out.subnet.ip !== ip) return null; // host bits set: not a network key
+  const out: KeySubnets = { subnet: ip4Net(ip, prefix), exact: true };
+  if (out.subnet.ip !== ip) out.exact = false;
   if (m[3] !== undefined) {
     const ip6 = parseIP6(m[3]);
     const p6 = Number(m[4]);
     if (ip6 === null || p6 > 127) return null; // ParseUint(prefix, 10, 7)
     out.ipv6Subnet = ip6Net(ip6, p6);
-    if (out.ipv6Subnet.ip !== ip6) return null;
+    if (out.ipv6Subnet.ip !== ip6) out.exact = false;
   }
   return out;
+}
+
+/**
+ * Parses a key that names its subnets exactly (what every flanneld writes); null when it is
+ * not a subnet key or has host bits set. Such keys are never routed to: a route to
+ * `10.5.2.3/24` is refused by the kernel, and no flanneld wrote the key.
+ */
+export function parseSubnetKey(key: string): { subnet: IP4Net; ipv6Subnet?: IP6Net } | null {
+  const k = keySubnets(key);
+  if (!k?.exact) return null;
+  return k.ipv6Subnet ? { subnet: k.subnet, ipv6Subnet: k.ipv6Subnet } : { subnet: k.subnet };
 }
 
 /** Encodes attrs exactly as Go's `json.Marshal(LeaseAttrs)` does. */
@@ -117,7 +140,9 @@ export function decodeLeaseAttrs(text: string): LeaseAttrs {
   const o = raw as Record<string, unknown>;
   const pub = field(o, "PublicIP");
   let publicIP = 0;
-  if (pub !== undefined && pub !== null) {
+  // Absent is 0.0.0.0 (IPv6-only hosts write that); null is refused, as upstream does.
+  if (pub === null) throw new LeaseParseError("PublicIP is null");
+  if (pub !== undefined) {
     const ip = typeof pub === "string" ? parseIP4(pub) : null;
     if (ip === null) {
       throw new LeaseParseError(`PublicIP ${JSON.stringify(pub)} is not an IPv4 address`);

@@ -93,9 +93,21 @@ export function vxlanDeviceName(vni: number): string {
   return `flannel.${vni}`;
 }
 
-/** The VTEP MAC of a vxlan lease's BackendData, or null when absent or malformed. */
+/**
+ * The VTEP MAC of a vxlan lease's BackendData, or null when the data is unusable: no
+ * VtepMAC in a form Go's ParseMAC reads, or a VNI that is not an unsigned 32-bit number
+ * (upstream's decoding fails on e.g. `"VNI":"1"` and skips the lease). The VNI itself is
+ * not compared with ours, as upstream.
+ */
 export function leaseVtepMAC(backendData: unknown): Uint8Array | null {
   if (typeof backendData !== "object" || backendData === null) return null;
-  const mac = field(backendData as Record<string, unknown>, "VtepMAC");
+  const bd = backendData as Record<string, unknown>;
+  const vni = field(bd, "VNI");
+  if (vni !== undefined && vni !== null) {
+    if (typeof vni !== "number" || !Number.isInteger(vni) || vni < 0 || vni > 0xffffffff) {
+      return null;
+    }
+  }
+  const mac = field(bd, "VtepMAC");
   return typeof mac === "string" ? parseMAC(mac) : null;
 }
