@@ -11,7 +11,7 @@ import { startHealth } from "./lib/daemon/health/start.ts";
 import { sdNotify } from "./ffi/sd_notify.ts";
 import { startMemoryLog } from "./lib/daemon/health/memory.ts";
 import { selectExternalInterface } from "./lib/values/iface.ts";
-import { logger, setVerbosity } from "./lib/core/log.ts";
+import { logger, parseVmodule, setModuleVerbosity, setVerbosity } from "./lib/core/log.ts";
 import { DEFAULT_ENV_FILE, reloadVerbosity } from "./lib/daemon/log_reload.ts";
 import { VERSION } from "./lib/core/version.ts";
 
@@ -46,9 +46,7 @@ async function main(): Promise<number> {
     return 0;
   }
   setVerbosity(f["v"]);
-  if (f["kube-subnet-mgr"]) {
-    fail("--kube-subnet-mgr is not supported: this flanneld uses etcd only", 1);
-  }
+  setModuleVerbosity(parseVmodule(f["vmodule"])); // checked while parsing the flags
   let endpoints: string[];
   try {
     endpoints = parseEndpoints(f["etcd-endpoints"]);

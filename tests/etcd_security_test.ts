@@ -12,6 +12,7 @@
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
 import { hostManager, registryFor } from "./helpers/control.ts";
 import { sleep, until } from "./helpers/wait.ts";
+import { LogProcess } from "./helpers/log_process.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { makeTestPKI } from "./helpers/tls_certs.ts";
 import { EtcdStore } from "../lib/subnet/etcd_store.ts";
@@ -23,23 +24,6 @@ const CONFIG = JSON.stringify({ Network: "10.5.0.0/16", Backend: { Type: "alloc"
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
-const isRunning = (p: Deno.ChildProcess) =>
-  Promise.race([p.status.then(() => false), new Promise<boolean>((r) => setTimeout(r, 50, true))]);
-
-/** Splits a text stream into lines. */
-function lineSplitter(): TransformStream<string, string> {
-  let rest = "";
-  return new TransformStream({
-    transform(chunk, ctl) {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop()!;
-      for (const p of parts) if (p) ctl.enqueue(p);
-    },
-    flush(ctl) {
-      if (rest) ctl.enqueue(rest);
-    },
-  });
-}
 
 /** Changes a user's password (etcdctl reads it from stdin), authenticated as `as`. */
 async function setPassword(
@@ -168,26 +152,16 @@ Deno.test({
     );
 
     const runFor = 5000;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        MAIN,
-        `--etcd-endpoints=${etcd.endpoint}`,
-        "--etcd-username=root",
-        "--etcd-password=wrong",
-        `--subnet-file=${dir}/subnet.env`,
-      ],
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const output = child.stderr.pipeThrough(new TextDecoderStream()).pipeThrough(lineSplitter());
-    const lines: string[] = [];
-    const collected = (async () => {
-      for await (const l of output) lines.push(l);
-    })();
+    const child = new LogProcess(Deno.execPath(), [
+      "run",
+      "-A",
+      MAIN,
+      `--etcd-endpoints=${etcd.endpoint}`,
+      "--etcd-username=root",
+      "--etcd-password=wrong",
+      `--subnet-file=${dir}/subnet.env`,
+    ]);
+    const lines = child.lines;
     try {
       await sleep(runFor); // the daemon runs with the wrong password this long
       const authLines = lines.filter((l) => /username or password/i.test(l));
@@ -212,7 +186,7 @@ Deno.test({
         "the line says what is wrong",
       );
       assert(!(await exists(`${dir}/subnet.env`)), "no subnet.env without etcd");
-      assert(await isRunning(child), "the daemon keeps running (retrying)");
+      assert(await child.running(), "the daemon keeps running (retrying)");
 
       // The operator fixes it on the etcd side: the running daemon gets through, no restart.
       // (The config is removed first, so that the daemon then waits for it instead of
@@ -232,11 +206,7 @@ Deno.test({
         } s later, without a restart`,
       );
     } finally {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* exited already: the status says how */ }
-      const status = await child.status;
-      await collected;
+      const status = await child.stop();
       assertEquals(status.code, 0, `clean exit on SIGTERM:\n${lines.join("\n")}`);
     }
   } finally {

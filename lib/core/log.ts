@@ -14,6 +14,8 @@
 export type Fields = Record<string, unknown>;
 
 let verbosity = 0;
+/** `-vmodule`: per-component levels, first match wins; empty: `-v` for all. */
+let modules: { pattern: RegExp; level: number }[] = [];
 let sink: (line: string) => void = (line) => {
   try {
     Deno.stderr.writeSync(encoder.encode(line + "\n"));
@@ -26,6 +28,32 @@ const encoder = new TextEncoder();
 /** Sets the `-v` level. */
 export function setVerbosity(v: number): void {
   verbosity = v;
+}
+
+/**
+ * Parses klog's `-vmodule` (`pattern=N,…`, `*` and `?` as globs). klog matches source file
+ * names; ours matches component names, the word before `]` in every line. Throws with a
+ * plain message for a malformed spec.
+ */
+export function parseVmodule(spec: string): { pattern: RegExp; level: number }[] {
+  if (spec.trim() === "") return [];
+  return spec.split(",").map((part) => {
+    const m = /^([^=]+)=(\d+)$/.exec(part.trim());
+    if (!m) throw new Error(`want pattern=N, got ${JSON.stringify(part)}`);
+    const glob = m[1].replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+    return { pattern: new RegExp(`^${glob}$`), level: Number(m[2]) };
+  });
+}
+
+/** Sets the `-vmodule` levels (see {@link parseVmodule}). */
+export function setModuleVerbosity(levels: { pattern: RegExp; level: number }[]): void {
+  modules = levels;
+}
+
+/** The debug level in force for `component`: its `-vmodule` level, else `-v`. */
+function levelOf(component: string): number {
+  for (const m of modules) if (m.pattern.test(component)) return m.level;
+  return verbosity;
 }
 
 /** Current `-v` level. */
@@ -95,7 +123,7 @@ export function logger(component: string): Logger {
     warn: (m, f) => sink(formatLine("W", component, m, f)),
     info: (m, f) => sink(formatLine("I", component, m, f)),
     debug: (lvl, m, f) => {
-      if (verbosity >= lvl) sink(formatLine("I", component, m, f));
+      if (levelOf(component) >= lvl) sink(formatLine("I", component, m, f));
     },
   };
 }

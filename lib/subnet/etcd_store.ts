@@ -8,6 +8,7 @@
  * @module
  */
 
+import { noop } from "cockatiel";
 import { Etcd3, type IOptions } from "etcd3";
 import { Buffer } from "node:buffer";
 import { isIP } from "node:net";
@@ -70,6 +71,11 @@ function createEtcdClient(o: EtcdClientOptions, ownConnection = false): Etcd3 {
     hosts: o.endpoints.map((e) => new URL(e).host),
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     grpcOptions: ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : undefined,
+    // No per-host circuit breaker (npm:etcd3's default stops calling a host for 5 s after 3
+    // failures): every caller here retries with its own backoff, and the breaker only
+    // delayed recovery after a partition and mixed its own error into the operator's log.
+    // The global retry policy (3 attempts, each on the next endpoint) stays.
+    faultHandling: { host: () => noop },
   };
   const read = (p: string, what: string) => {
     try {
@@ -158,8 +164,13 @@ export function plainEtcdError(e: unknown, where: string): string {
     : /EHOSTUNREACH|ENETUNREACH|No route to host/i.test(msg)
     ? "host unreachable"
     : "";
+  // gRPC wraps the real failure: "14 UNAVAILABLE: No connection established. Last error:
+  // Error: self-signed certificate (<time>). Resolution note: ".
+  const last = /Last error: (?:Error: )?(.*?)(?: \(\d{4}-[^)]*\))?\.?\s*(?:Resolution note|$)/
+    .exec(msg)?.[1];
+  const detail = last || msg.split("\n")[0];
   if (/certificate|SSL|TLS|handshake|self.signed|CERT_/i.test(msg)) {
-    return `TLS with etcd at ${where} failed: ${msg.split("\n")[0]}`;
+    return `TLS with etcd at ${where} failed: ${detail}`;
   }
   if (name === "BrokenCircuitError" || /circuit breaker is open/i.test(msg)) {
     return `etcd at ${where} is not reachable (after 3 failed calls the client waits 5 s ` +
@@ -181,7 +192,7 @@ export function plainEtcdError(e: unknown, where: string): string {
     return `etcd at ${where} denied access: the etcd user lacks permission for flannel's prefix`;
   }
   if (/closed/i.test(msg) && name === "ClientClosedError") return "etcd client closed";
-  return `etcd at ${where}: ${msg.split("\n")[0]}`;
+  return `etcd at ${where}: ${detail}`;
 }
 
 // ---------------------------------------------------------------------------- store

@@ -10,6 +10,9 @@
  */
 
 import { parseArgs } from "node:util";
+import { parseVmodule } from "../core/log.ts";
+
+const KUBE = "Kubernetes mode is not supported: this flanneld uses etcd only";
 
 /** Kinds of flag values. */
 export type FlagKind = "string" | "bool" | "int" | "list" | "duration";
@@ -29,6 +32,13 @@ export interface FlagDef {
   kind: FlagKind;
   default: KindValue[FlagKind];
   help: string;
+  /**
+   * Why the flag is refused when given with a value other than its default: upstream's
+   * flags that have no meaning here fail with one line instead of being ignored.
+   */
+  unsupported?: string;
+  /** Checks a string value; returns why it is invalid, or null. */
+  check?: (v: string) => string | null;
   /** Inclusive bounds for ints (and durations, in seconds). */
   min?: number;
   max?: number;
@@ -179,36 +189,42 @@ export const FLAGS = [
     default: false,
     help:
       "contact the Kubernetes API for subnet assignment instead of etcd (not supported by this implementation)",
+    unsupported: KUBE,
   },
   {
     name: "kube-api-url",
     kind: "string",
     default: "",
     help: "Kubernetes API server URL (kube mode, not supported)",
+    unsupported: KUBE,
   },
   {
     name: "kubeconfig-file",
     kind: "string",
     default: "",
     help: "kubeconfig file location (kube mode, not supported)",
+    unsupported: KUBE,
   },
   {
     name: "kube-annotation-prefix",
     kind: "string",
     default: "flannel.alpha.coreos.com",
     help: "Kubernetes annotation prefix (kube mode, not supported)",
+    unsupported: KUBE,
   },
   {
     name: "net-config-path",
     kind: "string",
     default: "/etc/kube-flannel/net-conf.json",
     help: "path to the network configuration file (kube mode, not supported)",
+    unsupported: KUBE,
   },
   {
     name: "set-node-network-unavailable",
     kind: "bool",
     default: true,
     help: "set NodeNetworkUnavailable after ready (kube mode, not supported)",
+    unsupported: KUBE,
   },
   { name: "version", kind: "bool", default: false, help: "print version and exit" },
   { name: "v", kind: "int", default: 0, min: 0, max: 10, help: "log level for V logs" },
@@ -217,13 +233,22 @@ export const FLAGS = [
     kind: "string",
     default: "",
     help:
-      "comma-separated list of pattern=N settings for file-filtered logging (accepted for compatibility)",
+      "comma-separated list of pattern=N settings for component-filtered logging (components are the names in log lines, e.g. watch=2,subnet=1)",
+    check: (v) => {
+      try {
+        parseVmodule(v);
+        return null;
+      } catch (e) {
+        return (e as Error).message;
+      }
+    },
   },
   {
     name: "log_backtrace_at",
     kind: "string",
     default: "",
-    help: "when logging hits line file:N, emit a stack trace (accepted for compatibility)",
+    help: "when logging hits line file:N, emit a stack trace (not supported)",
+    unsupported: "klog's stack trace at a source line has no equivalent in this flanneld",
   },
 ] as const satisfies readonly FlagDef[];
 
@@ -288,6 +313,10 @@ function convert(
       );
     }
     return n;
+  }
+  if (typeof raw === "string" && def.check) {
+    const why = def.check(raw);
+    if (why) throw new FlagError(`invalid value ${JSON.stringify(raw)} for ${from}: ${why}`);
   }
   return raw;
 }
@@ -364,6 +393,9 @@ export function parseFlags(
       }
     }
     values[f.name] = raw === undefined ? f.default : convert(f, raw, from);
+    if (f.unsupported && JSON.stringify(values[f.name]) !== JSON.stringify(f.default)) {
+      throw new FlagError(`${from}: ${f.unsupported}`);
+    }
   }
   // Every name of FLAGS was assigned a value of its kind just above.
   return { values: values as FlagValues, help, positionals: argv.slice(i), explicit };

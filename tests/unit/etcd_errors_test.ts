@@ -40,8 +40,20 @@ Deno.test("plainEtcdError: the raw client texts become one line naming the endpo
       `etcd at ${AT} denied access: the etcd user lacks permission for flannel's prefix`,
     ],
     [
-      new Error("14 UNAVAILABLE: self-signed certificate in certificate chain"),
-      `TLS with etcd at ${AT} failed: 14 UNAVAILABLE: self-signed certificate in certificate chain`,
+      new Error(
+        "14 UNAVAILABLE: No connection established. Last error: Error: self-signed certificate. " +
+          "Resolution note: ",
+      ),
+      `TLS with etcd at ${AT} failed: self-signed certificate`,
+    ],
+    [
+      new Error(
+        "14 UNAVAILABLE: No connection established. Last error: Error: Hostname/IP does not " +
+          "match certificate's altnames: Host: localhost. is not cert's CN: etcd " +
+          "(2026-11-29T17:00:00.000Z). Resolution note: ;",
+      ),
+      `TLS with etcd at ${AT} failed: Hostname/IP does not match certificate's altnames: ` +
+      "Host: localhost. is not cert's CN: etcd",
     ],
     [new Error("something new\nsecond line"), `etcd at ${AT}: something new`],
   ];
