@@ -21,9 +21,13 @@ export const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"]
 /**
  * What the daemon needs: libc through FFI (TUN, netlink, sockets, sd_notify), subnet.env,
  * /proc/sys and /dev/net/tun, etcd certificates, `FLANNELD_*` flags, etcd and the health
- * server, the iptables/nftables tools (lib/iptables/) and the kernel release (whether
- * MASQUERADE may use --random-fully). Tools missing on the host are reported by Deno at start
- * ("Failed to resolve … for allow-run") and treated as not installed.
+ * server, the iptables/nftables tools (lib/iptables/), `sh` for the extension backend's
+ * commands (and for killing a timed-out command's process group: `Deno.kill` would need
+ * unrestricted `--allow-run`), and the kernel release (whether MASQUERADE may use
+ * --random-fully). `sh` runs whatever the network config in etcd says, so with it any
+ * program can run through sh: the config is trusted as upstream trusts it (see README,
+ * "extension backend"). Tools missing on the host are reported by Deno at start ("Failed to
+ * resolve … for allow-run") and treated as not installed.
  */
 export const DAEMON_PERMISSIONS: readonly string[] = [
   "--allow-ffi",
@@ -31,7 +35,7 @@ export const DAEMON_PERMISSIONS: readonly string[] = [
   "--allow-write",
   "--allow-env",
   "--allow-net",
-  "--allow-run=iptables,iptables-save,iptables-restore,ip6tables,ip6tables-save,ip6tables-restore,nft",
+  "--allow-run=iptables,iptables-save,iptables-restore,ip6tables,ip6tables-save,ip6tables-restore,nft,sh",
   "--allow-sys=osRelease",
   "--no-prompt",
 ];

@@ -14,6 +14,7 @@ command -v nft >/dev/null 2>&1 || need="$need nftables"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
 command -v dash >/dev/null 2>&1 || need="$need dash"
 command -v curl >/dev/null 2>&1 || need="$need curl"
+command -v arp >/dev/null 2>&1 || need="$need net-tools"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 if [ -n "$need" ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -16,3 +16,26 @@ export function field(obj: Record<string, unknown>, name: string): unknown {
   for (const k of Object.keys(obj)) if (k.toLowerCase() === lower) found = obj[k];
   return found;
 }
+
+// Escapes Go's encoder writes where JSON.stringify writes the character (or a short escape).
+// A `\\` pair is matched first so that the `b` of an escaped backslash is never taken for `\b`.
+const GO_ESCAPE = /\\\\|\\b|\\f|[<>&\u2028\u2029]/g;
+const GO_ESCAPES: Record<string, string> = {
+  "\\b": "\\u0008",
+  "\\f": "\\u000c",
+  "<": "\\u003c",
+  ">": "\\u003e",
+  "&": "\\u0026",
+  "\u2028": "\\u2028",
+  "\u2029": "\\u2029",
+};
+
+/**
+ * `JSON.stringify(v)` as Go's `json.Marshal` writes it: `<`, `>`, `&`, U+2028 and U+2029
+ * escaped as `\u003c`…, backspace and form feed as `\u0008` and `\u000c` (Go before 1.22,
+ * which upstream's v0.20 releases are built with). Upstream stores lease values marshalled
+ * so; a string that an extension command printed may contain any of these.
+ */
+export function marshalGo(v: unknown): string {
+  return JSON.stringify(v).replace(GO_ESCAPE, (m) => GO_ESCAPES[m] ?? m);
+}

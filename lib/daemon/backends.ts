@@ -6,6 +6,7 @@
 
 import { allocBackend } from "../backend/alloc.ts";
 import type { BackendKind } from "../backend/backend.ts";
+import { extensionBackend } from "../backend/extension/backend.ts";
 import { hostGwBackend } from "../backend/hostgw.ts";
 import { udpBackend } from "../backend/udp/backend.ts";
 import { vxlanBackend } from "../backend/vxlan.ts";
@@ -17,6 +18,7 @@ const KINDS: Record<string, BackendKind<any>> = {
   udp: udpBackend,
   vxlan: vxlanBackend,
   "host-gw": hostGwBackend,
+  extension: extensionBackend,
 };
 
 /** The backend type called `type`, or undefined when there is none. */

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { field } from "../core/json.ts";
+import { field, marshalGo } from "../core/json.ts";
 import {
   formatIP4,
   formatIP6,
@@ -108,12 +108,12 @@ export function encodeLeaseAttrs(a: LeaseAttrs): string {
   let s = `{"PublicIP":"${formatIP4(a.publicIP)}","PublicIPv6":${
     a.publicIPv6 === null ? "null" : `"${formatIP6(a.publicIPv6)}"`
   }`;
-  if (a.backendType) s += `,"BackendType":${JSON.stringify(a.backendType)}`;
+  if (a.backendType) s += `,"BackendType":${marshalGo(a.backendType)}`;
   if (a.backendData !== undefined && a.backendData !== null) {
-    s += `,"BackendData":${JSON.stringify(a.backendData)}`;
+    s += `,"BackendData":${marshalGo(a.backendData)}`;
   }
   if (a.backendV6Data !== undefined && a.backendV6Data !== null) {
-    s += `,"BackendV6Data":${JSON.stringify(a.backendV6Data)}`;
+    s += `,"BackendV6Data":${marshalGo(a.backendV6Data)}`;
   }
   return s + "}";
 }

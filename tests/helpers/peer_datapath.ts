@@ -201,7 +201,7 @@ export async function restartUnderPing(
 export async function joinAndLeave(
   c: Cluster,
   from: Container,
-  gone: (remaining: Host, sn: IP4Net) => boolean,
+  gone: (remaining: Host, sn: IP4Net) => boolean | Promise<boolean>,
   checkPresent: (h: Host) => Promise<void>,
 ): Promise<void> {
   const h = await c.addHost();
