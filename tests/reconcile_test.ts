@@ -37,7 +37,10 @@ function engineIn(ns: string): { engine: PeerReconciler; routed: (s: string) => 
       entriesFor: (_nl, l) => ({ route: { dst: l.subnet, gw: l.attrs.publicIP, dev } }),
       ownership: () => ({ network: net("10.5.0.0/16"), routeDevs: [dev], entryDevs: [] }),
     };
-    const engine = new PeerReconciler(nl, dp, logger("test"), { intervalSeconds: 1, watch: false });
+    // No notifications: only the periodic check can repair.
+    const engine = new PeerReconciler({ nl, notifications: null }, dp, logger("test"), {
+      intervalSeconds: 1,
+    });
     engine.start();
     const routed = (s: string) => routeList(nl).some((r) => equal4(r.dst, net(s)));
     return { engine, routed };

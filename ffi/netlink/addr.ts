@@ -22,13 +22,13 @@ import {
   IFADDRMSG,
   type NlMessage,
   REPLACE,
+  type Requester,
   requestMessage,
   RT_SCOPE_UNIVERSE,
   RTM_DELADDR,
   RTM_GETADDR,
   RTM_NEWADDR,
 } from "./message.ts";
-import type { NetlinkSocket } from "./socket.ts";
 
 /** An address to configure: IPv4 as `number`, IPv6 as `bigint`. */
 export interface AddrSpec {
@@ -103,7 +103,7 @@ export function decodeAddr(m: NlMessage): Addr {
 }
 
 /** `ip addr add`: EEXIST when the address is already there. */
-export function addrAdd(nl: NetlinkSocket, index: number, spec: AddrSpec): void {
+export function addrAdd(nl: Requester, index: number, spec: AddrSpec): void {
   nl.request(
     addrMessage(RTM_NEWADDR, ADD, index, spec),
     `addr add ${formatAddr(spec)} dev ${index}`,
@@ -111,7 +111,7 @@ export function addrAdd(nl: NetlinkSocket, index: number, spec: AddrSpec): void 
 }
 
 /** `ip addr replace`: adds, or updates an existing identical address. */
-export function addrReplace(nl: NetlinkSocket, index: number, spec: AddrSpec): void {
+export function addrReplace(nl: Requester, index: number, spec: AddrSpec): void {
   nl.request(
     addrMessage(RTM_NEWADDR, REPLACE, index, spec),
     `addr replace ${formatAddr(spec)} dev ${index}`,
@@ -119,7 +119,7 @@ export function addrReplace(nl: NetlinkSocket, index: number, spec: AddrSpec): v
 }
 
 /** `ip addr del`: EADDRNOTAVAIL when absent. */
-export function addrDel(nl: NetlinkSocket, index: number, spec: AddrSpec): void {
+export function addrDel(nl: Requester, index: number, spec: AddrSpec): void {
   nl.request(addrMessage(RTM_DELADDR, 0, index, spec), `addr del ${formatAddr(spec)} dev ${index}`);
 }
 
@@ -132,7 +132,7 @@ export interface AddrFilter {
 }
 
 /** Addresses in the kernel's order, optionally filtered. */
-export function addrList(nl: NetlinkSocket, filter: AddrFilter = {}): Addr[] {
+export function addrList(nl: Requester, filter: AddrFilter = {}): Addr[] {
   const family = filter.family === 4 ? AF_INET : filter.family === 6 ? AF_INET6 : AF_UNSPEC;
   const all = dumpAs(nl, RTM_GETADDR, IFADDRMSG.encode({ family }), decodeAddr, "addr list");
   return all.filter((a) => filter.index === undefined || a.index === filter.index);

@@ -33,12 +33,12 @@ import {
   IFLA_VXLAN_PORT,
   isNetlinkError,
   type NlMessage,
+  type Requester,
   requestMessage,
   RTM_DELLINK,
   RTM_GETLINK,
   RTM_NEWLINK,
 } from "./message.ts";
-import type { NetlinkSocket } from "./socket.ts";
 
 /** VXLAN parameters of a link (IFLA_INFO_DATA of kind "vxlan"). */
 export interface VxlanInfo {
@@ -175,7 +175,7 @@ export function vxlanCreateMessage(s: VxlanSpec): Uint8Array {
   return requestMessage(RTM_NEWLINK, ADD, IFINFOMSG.encode({ family: AF_UNSPEC }), attrs);
 }
 
-function getOne(nl: NetlinkSocket, key: string | number): Link | null {
+function getOne(nl: Requester, key: string | number): Link | null {
   try {
     const [m] = nl.request(linkGetMessage(key), `link get ${key}`);
     return m ? decodeLink(m) : null;
@@ -186,37 +186,37 @@ function getOne(nl: NetlinkSocket, key: string | number): Link | null {
 }
 
 /** The link called `name`, or null when there is none. */
-export function linkByName(nl: NetlinkSocket, name: string): Link | null {
+export function linkByName(nl: Requester, name: string): Link | null {
   return getOne(nl, name);
 }
 
 /** The link with `index`, or null when there is none. */
-export function linkByIndex(nl: NetlinkSocket, index: number): Link | null {
+export function linkByIndex(nl: Requester, index: number): Link | null {
   return getOne(nl, index);
 }
 
 /** All links, in index order. */
-export function linkList(nl: NetlinkSocket): Link[] {
+export function linkList(nl: Requester): Link[] {
   return dumpAs(nl, RTM_GETLINK, IFINFOMSG.encode({ family: AF_UNSPEC }), decodeLink, "link list");
 }
 
 /** `ip link set <index> up`. */
-export function linkSetUp(nl: NetlinkSocket, index: number): void {
+export function linkSetUp(nl: Requester, index: number): void {
   nl.request(linkChangeMessage(index, [], IFF_UP, IFF_UP), `link set ${index} up`);
 }
 
 /** `ip link set <index> down`. */
-export function linkSetDown(nl: NetlinkSocket, index: number): void {
+export function linkSetDown(nl: Requester, index: number): void {
   nl.request(linkChangeMessage(index, [], 0, IFF_UP), `link set ${index} down`);
 }
 
 /** `ip link set <index> mtu <mtu>`. */
-export function linkSetMTU(nl: NetlinkSocket, index: number, mtu: number): void {
+export function linkSetMTU(nl: Requester, index: number, mtu: number): void {
   nl.request(linkChangeMessage(index, [attr.u32(IFLA_MTU, mtu)]), `link set ${index} mtu ${mtu}`);
 }
 
 /** `ip link set <index> address <mac>`. */
-export function linkSetMAC(nl: NetlinkSocket, index: number, mac: Uint8Array): void {
+export function linkSetMAC(nl: Requester, index: number, mac: Uint8Array): void {
   nl.request(
     linkChangeMessage(index, [attr.bytes(IFLA_ADDRESS, mac)]),
     `link set ${index} address ${formatMAC(mac)}`,
@@ -224,7 +224,7 @@ export function linkSetMAC(nl: NetlinkSocket, index: number, mac: Uint8Array): v
 }
 
 /** Creates a VXLAN device and returns it as read back from the kernel. */
-export function vxlanCreate(nl: NetlinkSocket, s: VxlanSpec): Link {
+export function vxlanCreate(nl: Requester, s: VxlanSpec): Link {
   const what = `link add ${s.name} type vxlan id ${s.vni}` +
     (s.local ? ` local ${formatIP4(s.local)}` : "");
   nl.request(vxlanCreateMessage(s), what);
@@ -234,6 +234,6 @@ export function vxlanCreate(nl: NetlinkSocket, s: VxlanSpec): Link {
 }
 
 /** `ip link del <index>`. */
-export function linkDel(nl: NetlinkSocket, index: number): void {
+export function linkDel(nl: Requester, index: number): void {
   nl.request(requestMessage(RTM_DELLINK, 0, IFINFOMSG.encode({ index })), `link del ${index}`);
 }

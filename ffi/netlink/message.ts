@@ -525,11 +525,35 @@ export function requestMessage(
   return encodeMessage({ type, flags: NLM_F_REQUEST | NLM_F_ACK | flags }, fixed, attrs);
 }
 
-/** The part of a socket that object modules use, so that they import no FFI themselves. */
+/**
+ * The handle every rtnetlink operation (links, addresses, routes, neighbours) takes: the
+ * request side of a socket. The object modules import no FFI, and a test passes an
+ * in-memory kernel instead of a `NetlinkSocket` (socket.ts).
+ */
 export interface Requester {
+  /** Sends `msg` with NLM_F_ACK; returns the answers before the ACK, throws NetlinkError. */
   request(msg: Uint8Array, op: string): NlMessage[];
+  /** Sends `msg` with NLM_F_DUMP; returns every part before NLMSG_DONE. */
   dump(msg: Uint8Array, op: string): NlMessage[];
+  /** {@link dump}, decoding the parts of message type `type` as they arrive (see dumpAs). */
   dumpDecoded<T>(msg: Uint8Array, op: string, type: number, decode: (m: NlMessage) => T): T[];
+}
+
+/**
+ * Notifications of the multicast groups subscribed to, a batch per wake-up (what one wake-up
+ * drained), until {@link close}. A batch may hold a synthetic NLMSG_OVERRUN: notifications
+ * were lost and the reader must resynchronise with a dump.
+ */
+export interface Subscription {
+  eventBatches(): AsyncIterable<NlMessage[]>;
+  /** Ends the subscription; a waiting reader ends at once. Idempotent. */
+  close(): void;
+}
+
+/** Where rtnetlink notifications come from: the kernel, or a test's in-memory kernel. */
+export interface NotificationSource {
+  /** Subscribes to multicast `groups` (RTNLGRP_*). */
+  subscribe(groups: number[]): Subscription;
 }
 
 /**

@@ -1,10 +1,17 @@
 /**
  * rtnetlink for flanneld: open a {@link NetlinkSocket}, then pass it as the first argument
- * of the per-object functions (links, addresses, routes, neighbours, FDB entries).
+ * of the per-object functions (links, addresses, routes, neighbours, FDB entries), which
+ * take any {@link Requester}; notifications come from a {@link NotificationSource}.
  * @module
  */
 
-export { NetlinkSocket, type OpenOptions } from "./socket.ts";
+export {
+  kernelNotifications,
+  NetlinkSocket,
+  type OpenOptions,
+  RequestChannel,
+  withNetlinkSocket,
+} from "./socket.ts";
 export {
   IFA_F_DEPRECATED,
   IFA_F_NODAD,
@@ -15,8 +22,10 @@ export {
   NetlinkParseError,
   type NlMessage,
   NLMSG_OVERRUN,
+  type NotificationSource,
   NTF_SELF,
   NUD_PERMANENT,
+  type Requester,
   RT_SCOPE_HOST,
   RT_SCOPE_LINK,
   RT_SCOPE_UNIVERSE,
@@ -33,6 +42,7 @@ export {
   RTNLGRP_IPV4_ROUTE,
   RTNLGRP_LINK,
   RTNLGRP_NEIGH,
+  type Subscription,
 } from "./message.ts";
 export {
   decodeLink,
@@ -81,6 +91,7 @@ export {
   fdbReplace,
   type Neigh,
   neighDel,
+  neighIndex,
   neighList,
   neighReplace,
 } from "./neigh.ts";

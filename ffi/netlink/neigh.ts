@@ -22,12 +22,12 @@ import {
   NTF_SELF,
   NUD_PERMANENT,
   REPLACE,
+  type Requester,
   requestMessage,
   RTM_DELNEIGH,
   RTM_GETNEIGH,
   RTM_NEWNEIGH,
 } from "./message.ts";
-import type { NetlinkSocket } from "./socket.ts";
 
 /** An IPv4 neighbour entry. */
 export interface Neigh {
@@ -116,9 +116,18 @@ export function decodeFdb(m: NlMessage): FdbEntry {
   return e;
 }
 
+/**
+ * Link index of an RTM_NEWNEIGH / RTM_DELNEIGH message, neighbour or FDB entry alike, read
+ * from the ndmsg header alone: enough to tell whether a notification concerns a device,
+ * without decoding the attributes.
+ */
+export function neighIndex(m: NlMessage): number {
+  return NDMSG.decode(m.payload).index;
+}
+
 /** Replaces the neighbour entry `ip` → `mac` on `index` (permanent). */
 export function neighReplace(
-  nl: NetlinkSocket,
+  nl: Requester,
   n: { index: number; ip: number; mac: Uint8Array },
 ): void {
   nl.request(
@@ -128,13 +137,13 @@ export function neighReplace(
 }
 
 /** Deletes the neighbour entry for `ip` on `index` (ENOENT when absent). */
-export function neighDel(nl: NetlinkSocket, n: { index: number; ip: number }): void {
+export function neighDel(nl: Requester, n: { index: number; ip: number }): void {
   nl.request(neighDelMessage(n), `neigh del ${formatIP4(n.ip)} dev ${n.index}`);
 }
 
 /** Dumps neighbour-table entries of `family`, keeping those of link `index` when given. */
 function listNeighbours<T extends { index: number }>(
-  nl: NetlinkSocket,
+  nl: Requester,
   family: number,
   decode: (m: NlMessage) => T,
   index: number | undefined,
@@ -145,13 +154,13 @@ function listNeighbours<T extends { index: number }>(
 }
 
 /** IPv4 neighbour entries, optionally of one link. */
-export function neighList(nl: NetlinkSocket, filter: { index?: number } = {}): Neigh[] {
+export function neighList(nl: Requester, filter: { index?: number } = {}): Neigh[] {
   return listNeighbours(nl, AF_INET, decodeNeigh, filter.index);
 }
 
 /** Replaces the FDB entry `mac` → `dst` on `index` (self, permanent). */
 export function fdbReplace(
-  nl: NetlinkSocket,
+  nl: Requester,
   f: { index: number; mac: Uint8Array; dst: number },
 ): void {
   nl.request(
@@ -162,7 +171,7 @@ export function fdbReplace(
 
 /** Deletes the FDB entry `mac` (only its `dst` destination when given) on `index`. */
 export function fdbDel(
-  nl: NetlinkSocket,
+  nl: Requester,
   f: { index: number; mac: Uint8Array; dst?: number },
 ): void {
   const to = f.dst === undefined ? "" : ` dst ${formatIP4(f.dst)}`;
@@ -170,6 +179,6 @@ export function fdbDel(
 }
 
 /** FDB entries (including devices' own multicast addresses), optionally of one link. */
-export function fdbList(nl: NetlinkSocket, filter: { index?: number } = {}): FdbEntry[] {
+export function fdbList(nl: Requester, filter: { index?: number } = {}): FdbEntry[] {
   return listNeighbours(nl, AF_BRIDGE, decodeFdb, filter.index);
 }

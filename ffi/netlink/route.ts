@@ -22,6 +22,7 @@ import {
   dumpAs,
   type NlMessage,
   REPLACE,
+  type Requester,
   requestMessage,
   RT_SCOPE_NOWHERE,
   RT_SCOPE_UNIVERSE,
@@ -43,7 +44,6 @@ import {
   RTPROT_BOOT,
   RTPROT_UNSPEC,
 } from "./message.ts";
-import type { NetlinkSocket } from "./socket.ts";
 
 /** A route to write or delete. */
 export interface RouteSpec {
@@ -137,17 +137,17 @@ export function decodeRoute(m: NlMessage): Route {
 }
 
 /** `ip route add`: EEXIST when the route exists. */
-export function routeAdd(nl: NetlinkSocket, r: RouteSpec): void {
+export function routeAdd(nl: Requester, r: RouteSpec): void {
   nl.request(routeMessage(RTM_NEWROUTE, ADD, r), `route add ${formatRoute(r)}`);
 }
 
 /** `ip route replace`: creates, or overwrites the route with the same destination. */
-export function routeReplace(nl: NetlinkSocket, r: RouteSpec): void {
+export function routeReplace(nl: Requester, r: RouteSpec): void {
   nl.request(routeMessage(RTM_NEWROUTE, REPLACE, r), `route replace ${formatRoute(r)}`);
 }
 
 /** `ip route del`: ESRCH when no route matches. */
-export function routeDel(nl: NetlinkSocket, r: RouteSpec): void {
+export function routeDel(nl: Requester, r: RouteSpec): void {
   nl.request(routeMessage(RTM_DELROUTE, 0, r), `route del ${formatRoute(r)}`);
 }
 
@@ -162,7 +162,7 @@ export interface RouteFilter {
 }
 
 /** IPv4 routes in the kernel's dump order, filtered. */
-export function routeList(nl: NetlinkSocket, filter: RouteFilter = {}): Route[] {
+export function routeList(nl: Requester, filter: RouteFilter = {}): Route[] {
   const table = filter.table ?? RT_TABLE_MAIN;
   const all = dumpAs(
     nl,
@@ -189,7 +189,7 @@ export function routeGetMessage(dst: number): Uint8Array {
  * `ip route get <dst>`: the route the kernel would use, with output device, gateway (absent
  * when directly connected) and preferred source. Throws ENETUNREACH when there is none.
  */
-export function routeGet(nl: NetlinkSocket, dst: number): Route {
+export function routeGet(nl: Requester, dst: number): Route {
   const [m] = nl.request(routeGetMessage(dst), `route get ${formatIP4(dst)}`);
   if (!m) throw new Error(`route get ${formatIP4(dst)}: the kernel sent no route`);
   return decodeRoute(m);
@@ -200,7 +200,7 @@ export function routeGet(nl: NetlinkSocket, dst: number): Route {
  * kernel's order; 0 for a default route without a device (blackhole, multipath).
  * Works for IPv4 and IPv6 alike: only the header and RTA_OIF are read.
  */
-export function defaultRouteDevs(nl: NetlinkSocket, family: 4 | 6): number[] {
+export function defaultRouteDevs(nl: Requester, family: 4 | 6): number[] {
   const fixed = RTMSG.encode({ family: family === 6 ? AF_INET6 : AF_INET });
   // Read while decoding: the attributes are views of the receive buffer (see dumpAs).
   const decode = (m: NlMessage) => {

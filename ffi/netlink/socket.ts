@@ -1,10 +1,12 @@
 /**
  * An rtnetlink socket: numbered requests answered by ACK or error, multipart dumps, and
  * multicast event subscription. Requests are synchronous (a round trip costs ~10–20 µs);
- * only waiting for events is asynchronous.
+ * only waiting for events is asynchronous. The request protocol itself ({@link RequestChannel})
+ * is independent of the socket, so that a test kernel speaks it too.
  *
  * Use one socket for requests and a separate one for events: replies are matched by
- * sequence number, so events arriving on a request socket would be discarded.
+ * sequence number, so events arriving on a request socket would be discarded
+ * ({@link kernelNotifications} opens one per subscription).
  * @module
  */
 
@@ -51,7 +53,9 @@ import {
   NLMSG_ERROR,
   NLMSG_NOOP,
   NLMSG_OVERRUN,
+  type NotificationSource,
   parseMessages,
+  type Requester,
   setSeq,
   SOL_NETLINK,
 } from "./message.ts";
@@ -74,59 +78,29 @@ export interface OpenOptions {
   timeoutMs?: number;
 }
 
-/** An AF_NETLINK / NETLINK_ROUTE socket. */
-export class NetlinkSocket {
-  #fd: number;
-  #pid: number;
+/**
+ * The request side of rtnetlink over any datagram transport: numbers each request, collects
+ * the answers addressed to it, turns an NLMSG_ERROR into a {@link NetlinkError} and retries
+ * interrupted dumps. {@link NetlinkSocket} is the transport to the kernel; a test kernel can
+ * be another, answering with the same bytes.
+ */
+export abstract class RequestChannel implements Requester {
   #seq: number;
-  #buf = new Uint8Array(RECV_BUF);
-  #closed = false;
-  // events(): the pollfd array (netlink fd + wake-up eventfd) must outlive each async poll.
-  #wakeFd = -1;
-  #pollfds = new Uint8Array(16);
-  #reading = false; // an events() generator is active
-  #inPoll = false; // …and is waiting in poll on the descriptors
 
-  private constructor(fd: number) {
-    this.#fd = fd;
-    const sa = new Uint8Array(12);
-    const len = new Uint8Array(4);
-    new DataView(len.buffer).setUint32(0, 12, true);
-    check("getsockname", libc.getsockname(fd, sa, len), "netlink");
-    this.#pid = new DataView(sa.buffer).getUint32(4, true);
-    // Start from a time-derived number so that replies to a previous socket's requests
-    // (same port id reused) are never mistaken for ours.
-    this.#seq = (Date.now() & 0x7fffffff) >>> 0;
+  /** @param seq the sequence number before the first request's */
+  protected constructor(seq: number) {
+    this.#seq = seq;
   }
 
-  /** Opens and binds a socket (kernel-assigned port id). */
-  static open(opts: OpenOptions = {}): NetlinkSocket {
-    const fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    try {
-      // sockaddr_nl: family u16, pad u16, pid u32 (0 = let the kernel choose), groups u32.
-      const sa = new Uint8Array(12);
-      new DataView(sa.buffer).setUint16(0, AF_NETLINK, true);
-      bind(fd, sa, "netlink");
-      // Errors echo only the request header, plus the kernel's explanation text.
-      setsockoptInt(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1, "NETLINK_CAP_ACK");
-      setsockoptInt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1, "NETLINK_EXT_ACK");
-      setRecvTimeout(fd, opts.timeoutMs ?? 10_000);
-      return new NetlinkSocket(fd);
-    } catch (e) {
-      close(fd, true);
-      throw e;
-    }
-  }
-
-  /** The file descriptor (for tests and diagnostics). */
-  get fd(): number {
-    return this.#fd;
-  }
-
-  /** Port id the kernel assigned. */
-  get portId(): number {
-    return this.#pid;
-  }
+  /** Port id that answers to our requests are addressed to. */
+  abstract get portId(): number;
+  /** Sends one request datagram. */
+  protected abstract sendRequest(msg: Uint8Array, op: string): void;
+  /**
+   * The next datagram of answers (blocking); may be a view of a buffer that the next call
+   * overwrites.
+   */
+  protected abstract receiveAnswers(op: string): Uint8Array;
 
   /**
    * Sends a request with NLM_F_ACK and waits for the ACK. Returns the messages the kernel
@@ -169,18 +143,18 @@ export class NetlinkSocket {
     op: string,
     each?: (m: NlMessage) => void,
   ): { msgs: NlMessage[]; interrupted: boolean } {
-    this.#assertOpen(op);
     const seq = this.#seq = (this.#seq + 1) >>> 0;
     setSeq(msg, seq);
-    this.#send(msg, op);
+    this.sendRequest(msg, op);
+    const pid = this.portId;
     const msgs: NlMessage[] = [];
     let interrupted = false;
     for (;;) {
       // Collected messages are copied: the receive buffer is reused for the next datagram.
-      const d = this.#recv(op, 0)!;
+      const d = this.receiveAnswers(op);
       for (const m of parseMessages(each ? d : d.slice())) {
         // Stale answers to an earlier, timed-out request and foreign messages are skipped.
-        if (m.seq !== seq || m.pid !== this.#pid) continue;
+        if (m.seq !== seq || m.pid !== pid) continue;
         if (m.flags & NLM_F_DUMP_INTR) interrupted = true;
         if (m.type === NLMSG_ERROR) {
           const e = decodeError(m);
@@ -197,6 +171,69 @@ export class NetlinkSocket {
         else msgs.push(m);
       }
     }
+  }
+}
+
+/** An AF_NETLINK / NETLINK_ROUTE socket. */
+export class NetlinkSocket extends RequestChannel {
+  #fd: number;
+  #pid: number;
+  #buf = new Uint8Array(RECV_BUF);
+  #closed = false;
+  // events(): the pollfd array (netlink fd + wake-up eventfd) must outlive each async poll.
+  #wakeFd = -1;
+  #pollfds = new Uint8Array(16);
+  #reading = false; // an events() generator is active
+  #inPoll = false; // …and is waiting in poll on the descriptors
+
+  private constructor(fd: number) {
+    // Start from a time-derived number so that replies to a previous socket's requests
+    // (same port id reused) are never mistaken for ours.
+    super((Date.now() & 0x7fffffff) >>> 0);
+    this.#fd = fd;
+    const sa = new Uint8Array(12);
+    const len = new Uint8Array(4);
+    new DataView(len.buffer).setUint32(0, 12, true);
+    check("getsockname", libc.getsockname(fd, sa, len), "netlink");
+    this.#pid = new DataView(sa.buffer).getUint32(4, true);
+  }
+
+  /** Opens and binds a socket (kernel-assigned port id). */
+  static open(opts: OpenOptions = {}): NetlinkSocket {
+    const fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    try {
+      // sockaddr_nl: family u16, pad u16, pid u32 (0 = let the kernel choose), groups u32.
+      const sa = new Uint8Array(12);
+      new DataView(sa.buffer).setUint16(0, AF_NETLINK, true);
+      bind(fd, sa, "netlink");
+      // Errors echo only the request header, plus the kernel's explanation text.
+      setsockoptInt(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1, "NETLINK_CAP_ACK");
+      setsockoptInt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1, "NETLINK_EXT_ACK");
+      setRecvTimeout(fd, opts.timeoutMs ?? 10_000);
+      return new NetlinkSocket(fd);
+    } catch (e) {
+      close(fd, true);
+      throw e;
+    }
+  }
+
+  /** The file descriptor (for tests and diagnostics). */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Port id the kernel assigned. */
+  get portId(): number {
+    return this.#pid;
+  }
+
+  protected sendRequest(msg: Uint8Array, op: string): void {
+    this.#assertOpen(op);
+    this.#send(msg, op);
+  }
+
+  protected receiveAnswers(op: string): Uint8Array {
+    return this.#recv(op, 0)!;
   }
 
   #send(msg: Uint8Array, op: string): void {
@@ -338,6 +375,30 @@ export class NetlinkSocket {
     if (this.#closed) throw new SyscallError("netlink", ERRNO.EBADF, `${op}: socket closed`);
   }
 }
+
+/** Runs `fn` with a socket of its own, closed afterwards (also when `fn` throws). */
+export function withNetlinkSocket<T>(fn: (nl: NetlinkSocket) => T, opts: OpenOptions = {}): T {
+  const nl = NetlinkSocket.open(opts);
+  try {
+    return fn(nl);
+  } finally {
+    nl.close();
+  }
+}
+
+/** The kernel's notifications, each subscription on a socket of its own. */
+export const kernelNotifications: NotificationSource = {
+  subscribe(groups: number[]): NetlinkSocket {
+    const sock = NetlinkSocket.open();
+    try {
+      sock.subscribe(groups);
+    } catch (e) {
+      sock.close();
+      throw e;
+    }
+    return sock;
+  },
+};
 
 /** SO_RCVTIMEO takes a struct timeval (two 64-bit longs). */
 function setRecvTimeout(fd: number, ms: number): void {

@@ -5,14 +5,14 @@
  * @module
  */
 
-import type { NetlinkSocket } from "../../ffi/netlink/mod.ts";
+import type { Requester } from "../../ffi/netlink/mod.ts";
 import { formatIP4, type IP4Net } from "../core/ip.ts";
 import type { Lease } from "../values/lease.ts";
 import { logger } from "../core/log.ts";
 import type { BackendContext, BackendKind, BackendLeaseData } from "./backend.ts";
 import { PeerBackend } from "./peer_backend.ts";
 import type { Ownership, PeerEntries } from "./peer_state.ts";
-import type { Repair } from "./reconcile.ts";
+import type { KernelAccess, Repair } from "./reconcile.ts";
 
 const log = logger("host-gw");
 
@@ -22,8 +22,16 @@ export class HostGwBackend extends PeerBackend {
   readonly mtu: number;
   #network: IP4Net;
 
-  constructor(private readonly ctx: BackendContext<HostGwOptions>) {
-    super(log, ctx.reconcileIntervalSeconds);
+  /**
+   * @param kernel the host's kernel unless a test passes an in-memory one
+   * @param debounceMs delay of a reconcile after a notification (default 100 ms)
+   */
+  constructor(
+    private readonly ctx: BackendContext<HostGwOptions>,
+    kernel?: KernelAccess,
+    debounceMs?: number,
+  ) {
+    super(log, { intervalSeconds: ctx.reconcileIntervalSeconds, debounceMs }, kernel);
     if (!ctx.network.network) throw new Error("host-gw: IPv6-only networks are not supported");
     this.#network = ctx.network.network;
     this.mtu = ctx.ext.mtu;
@@ -51,7 +59,7 @@ export class HostGwBackend extends PeerBackend {
     return [];
   }
 
-  entriesFor(_nl: NetlinkSocket, lease: Lease): PeerEntries | null {
+  entriesFor(_nl: Requester, lease: Lease): PeerEntries | null {
     if (!lease.attrs.publicIP) return null;
     return { route: { dst: lease.subnet, gw: lease.attrs.publicIP, dev: this.ctx.ext.index } };
   }

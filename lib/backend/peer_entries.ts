@@ -10,7 +10,7 @@ import {
   isNetlinkError,
   neighDel,
   neighReplace,
-  type NetlinkSocket,
+  type Requester,
   routeDel,
   routeReplace,
 } from "../../ffi/netlink/mod.ts";
@@ -28,17 +28,17 @@ export function deleteQuietly(fn: () => void): void {
 }
 
 /** Deletes a neighbour entry if present. */
-export function removeNeigh(nl: NetlinkSocket, n: PeerNeigh): void {
+export function removeNeigh(nl: Requester, n: PeerNeigh): void {
   deleteQuietly(() => neighDel(nl, { index: n.dev, ip: n.ip }));
 }
 
 /** Deletes an FDB entry if present. */
-export function removeFdb(nl: NetlinkSocket, f: PeerFdb): void {
+export function removeFdb(nl: Requester, f: PeerFdb): void {
   deleteQuietly(() => fdbDel(nl, { index: f.dev, mac: f.mac, dst: f.dst }));
 }
 
 /** Installs neighbour, FDB entry and route, in that order; undoes the earlier ones on failure. */
-export function installEntries(nl: NetlinkSocket, e: PeerEntries): void {
+export function installEntries(nl: Requester, e: PeerEntries): void {
   const undo: (() => void)[] = [];
   try {
     if (e.neigh) {
@@ -61,14 +61,14 @@ export function installEntries(nl: NetlinkSocket, e: PeerEntries): void {
 }
 
 /** Deletes what {@link installEntries} wrote; entries already gone are fine. */
-export function removeEntries(nl: NetlinkSocket, e: PeerEntries): void {
+export function removeEntries(nl: Requester, e: PeerEntries): void {
   deleteQuietly(() => routeDel(nl, { dst: e.route.dst, gw: e.route.gw, dev: e.route.dev }));
   if (e.fdb) removeFdb(nl, e.fdb);
   if (e.neigh) removeNeigh(nl, e.neigh);
 }
 
 /** Removes the parts of `prev` that `next` no longer covers (a replace would leave them). */
-export function removeSuperseded(nl: NetlinkSocket, prev: PeerEntries, next: PeerEntries): void {
+export function removeSuperseded(nl: Requester, prev: PeerEntries, next: PeerEntries): void {
   const n = next.neigh, f = next.fdb;
   if (prev.neigh && !(n && n.dev === prev.neigh.dev && n.ip === prev.neigh.ip)) {
     removeNeigh(nl, prev.neigh);

@@ -9,6 +9,10 @@
  * first reconcile after the first lease snapshot: removing them earlier would cut traffic
  * to peers whose leases simply have not been read yet after a restart.
  *
+ * The kernel comes as collaborators ({@link KernelAccess}): requests on a `Requester` and
+ * notifications from a `NotificationSource`, the host's or a test's in-memory kernel.
+ * Notifications are only classified here, decoded by the netlink layer.
+ *
  * All netlink work is synchronous, so handle() and reconcile() never interleave.
  * @module
  */
@@ -19,11 +23,13 @@ import {
   fdbList,
   fdbReplace,
   formatRoute,
+  neighIndex,
   neighList,
   neighReplace,
-  NetlinkSocket,
   type NlMessage,
   NLMSG_OVERRUN,
+  type NotificationSource,
+  type Requester,
   routeDel,
   routeList,
   routeReplace,
@@ -36,6 +42,7 @@ import {
   RTNLGRP_IPV4_ROUTE,
   RTNLGRP_LINK,
   RTNLGRP_NEIGH,
+  type Subscription,
 } from "../../ffi/netlink/mod.ts";
 import { contains4 } from "../core/ip.ts";
 import { describeLease, type Lease, type LeaseEvent, subnetKey } from "../values/lease.ts";
@@ -74,11 +81,22 @@ export interface PeerDataPath {
   /** Name of our device, whose link events trigger a reconcile; absent for host-gw. */
   readonly deviceName?: string;
   /** Checks the device, its address and state, repairing what is wrong. */
-  ensureLocal(nl: NetlinkSocket): Repair[];
+  ensureLocal(nl: Requester): Repair[];
   /** Entries for a remote lease (current device index); null when unusable (it logs why). */
-  entriesFor(nl: NetlinkSocket, lease: Lease): PeerEntries | null;
+  entriesFor(nl: Requester, lease: Lease): PeerEntries | null;
   /** Which kernel entries are ours. */
   ownership(): Ownership;
+}
+
+/** How the engine (and its data path) reach the kernel. */
+export interface KernelAccess {
+  /** Requests; shared with the data path (all netlink work is synchronous). */
+  nl: Requester;
+  /**
+   * Notifications that bring a reconcile forward; null: the periodic check alone (tests
+   * use that to see the periodic path).
+   */
+  notifications: NotificationSource | null;
 }
 
 /** Engine options. */
@@ -87,8 +105,6 @@ export interface ReconcileOptions {
   intervalSeconds?: number;
   /** Delay after a netlink notification, collapsing bursts (default 100 ms). */
   debounceMs?: number;
-  /** Watch netlink notifications (default true; tests turn it off to see the periodic path). */
-  watch?: boolean;
 }
 
 /** A burst of notifications delays its reconcile by at most this many debounce periods. */
@@ -108,27 +124,29 @@ export class PeerReconciler {
   };
   #interval: number;
   #debounceMs: number;
-  #watchEvents: boolean;
+  readonly #nl: Requester;
+  readonly #notifications: NotificationSource | null;
   #timer?: ReturnType<typeof setInterval>;
   #debounce?: ReturnType<typeof setTimeout>;
   #lastTrigger = 0;
   #burstStart = 0;
-  #events: NetlinkSocket | null = null;
+  #events: Subscription | null = null;
   #running = false;
   #snapshotSeen = false;
   #ticks = 0;
   #cleanupDone = false;
 
   constructor(
-    private readonly nl: NetlinkSocket,
+    kernel: KernelAccess,
     private readonly dp: PeerDataPath,
     private readonly log: Logger,
     opts: ReconcileOptions = {},
   ) {
+    this.#nl = kernel.nl;
+    this.#notifications = kernel.notifications;
     this.#ignored = new OnceLogger(log);
     this.#interval = opts.intervalSeconds ?? 10;
     this.#debounceMs = opts.debounceMs ?? 100;
-    this.#watchEvents = opts.watch ?? true;
   }
 
   /** Starts the periodic check and the netlink watch. Stale cleanup is armed again. */
@@ -141,12 +159,11 @@ export class PeerReconciler {
       this.#ticks++;
       this.reconcile("periodic");
     }, this.#interval * 1000);
-    if (!this.#watchEvents) return;
+    if (!this.#notifications) return;
     try {
-      const sock = NetlinkSocket.open();
-      sock.subscribe([RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH]);
-      this.#events = sock;
-      this.#watch(sock);
+      const sub = this.#notifications.subscribe([RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH]);
+      this.#events = sub;
+      this.#watch(sub);
     } catch (e) {
       this.log.warn("cannot watch netlink notifications; repairs only every interval", {
         interval: this.#interval,
@@ -165,9 +182,9 @@ export class PeerReconciler {
     this.#events = null;
   }
 
-  async #watch(sock: NetlinkSocket): Promise<void> {
+  async #watch(sub: Subscription): Promise<void> {
     try {
-      for await (const batch of sock.eventBatches()) {
+      for await (const batch of sub.eventBatches()) {
         // One hit is enough: the rest of the batch needs no decoding.
         const own = this.dp.ownership();
         if (batch.some((m) => this.#relevant(m, own))) this.#schedule("netlink");
@@ -195,10 +212,7 @@ export class PeerReconciler {
         }
         case RTM_NEWNEIGH:
         case RTM_DELNEIGH:
-          // ndmsg: family u8, pad 3, ifindex i32.
-          return own.entryDevs.includes(
-            new DataView(m.payload.buffer, m.payload.byteOffset).getInt32(4, true),
-          );
+          return own.entryDevs.includes(neighIndex(m));
       }
     } catch {
       return true;
@@ -259,7 +273,7 @@ export class PeerReconciler {
       return;
     }
     this.#ignored.clear(key);
-    const entries = this.dp.entriesFor(this.nl, lease);
+    const entries = this.dp.entriesFor(this.#nl, lease);
     const prev = this.#applied.get(key);
     if (!entries) {
       if (this.#leases.has(key)) this.#forget(key, lease);
@@ -267,9 +281,9 @@ export class PeerReconciler {
     }
     this.#leases.set(key, lease);
     try {
-      if (prev) removeSuperseded(this.nl, prev, entries);
+      if (prev) removeSuperseded(this.#nl, prev, entries);
       this.#applied.set(key, entries);
-      installEntries(this.nl, entries);
+      installEntries(this.#nl, entries);
       this.log.info("peer added", {
         subnet: describeLease(lease),
         route: formatRoute(entries.route),
@@ -290,7 +304,7 @@ export class PeerReconciler {
     this.#applied.delete(key);
     if (!prev) return;
     try {
-      removeEntries(this.nl, prev);
+      removeEntries(this.#nl, prev);
       this.log.info("peer removed", { subnet: describeLease(lease) });
     } catch (e) {
       this.#counts.errors++;
@@ -304,25 +318,25 @@ export class PeerReconciler {
     this.#counts.reconciles++;
     let changes = 0;
     try {
-      for (const r of this.dp.ensureLocal(this.nl)) {
+      for (const r of this.dp.ensureLocal(this.#nl)) {
         this.#count(r.kind);
         changes++;
         this.log.warn(`repaired: ${r.what}`, { trigger: reason });
       }
       const desired: PeerEntries[] = [];
       for (const [key, lease] of this.#leases) {
-        const e = this.dp.entriesFor(this.nl, lease);
+        const e = this.dp.entriesFor(this.#nl, lease);
         if (!e) continue;
         const prev = this.#applied.get(key);
-        if (prev) removeSuperseded(this.nl, prev, e);
+        if (prev) removeSuperseded(this.#nl, prev, e);
         this.#applied.set(key, e);
         desired.push(e);
       }
       const own = this.dp.ownership();
       const view: KernelView = {
-        routes: routeList(this.nl),
-        neighs: neighList(this.nl).filter((n) => own.entryDevs.includes(n.index)),
-        fdbs: fdbList(this.nl).filter((f) => own.entryDevs.includes(f.index)),
+        routes: routeList(this.#nl),
+        neighs: neighList(this.#nl).filter((n) => own.entryDevs.includes(n.index)),
+        fdbs: fdbList(this.#nl).filter((f) => own.entryDevs.includes(f.index)),
       };
       // Without a snapshot after a full period the watcher found no leases at all.
       const cleanup = !this.#cleanupDone && (this.#snapshotSeen || this.#ticks > 0);
@@ -358,7 +372,7 @@ export class PeerReconciler {
         this.log.error(`repair failed: ${what}`, { error: e });
       }
     };
-    const nl = this.nl;
+    const nl = this.#nl;
     for (const n of plan.staleNeighs) {
       step(
         "stale",

@@ -17,7 +17,7 @@ import {
   linkSetMAC,
   linkSetMTU,
   linkSetUp,
-  type NetlinkSocket,
+  type Requester,
   routeGet,
   type VxlanSpec,
 } from "../../ffi/netlink/mod.ts";
@@ -28,7 +28,7 @@ import { formatMAC } from "../core/mac.ts";
 import type { BackendContext, BackendKind, BackendLeaseData } from "./backend.ts";
 import { PeerBackend } from "./peer_backend.ts";
 import { type Ownership, type PeerEntries, sameMAC } from "./peer_state.ts";
-import type { Repair } from "./reconcile.ts";
+import type { KernelAccess, Repair } from "./reconcile.ts";
 import {
   checksumWorkaround,
   leaseVtepMAC,
@@ -46,7 +46,7 @@ const log = logger("vxlan");
  * brings the link up; returns what it had to change.
  */
 export function configureDeviceAddress(
-  nl: NetlinkSocket,
+  nl: Requester,
   link: Link,
   own: IP4Net,
   network: IP4Net,
@@ -88,8 +88,16 @@ export class VxlanBackend extends PeerBackend {
   /** Whether TX checksum offload is turned off on the device. */
   readonly disableTxChecksum: boolean;
 
-  constructor(private readonly ctx: BackendContext<VxlanConfig>) {
-    super(log, ctx.reconcileIntervalSeconds);
+  /**
+   * @param kernel the host's kernel unless a test passes an in-memory one
+   * @param debounceMs delay of a reconcile after a notification (default 100 ms)
+   */
+  constructor(
+    private readonly ctx: BackendContext<VxlanConfig>,
+    kernel?: KernelAccess,
+    debounceMs?: number,
+  ) {
+    super(log, { intervalSeconds: ctx.reconcileIntervalSeconds, debounceMs }, kernel);
     this.config = ctx.options;
     this.disableTxChecksum = checksumWorkaround(this.config, {
       kernelRelease: Deno.osRelease(),
@@ -153,7 +161,7 @@ export class VxlanBackend extends PeerBackend {
 
   // ---------------------------------------------------------------- PeerDataPath
 
-  ensureLocal(nl: NetlinkSocket): Repair[] {
+  ensureLocal(nl: Requester): Repair[] {
     const done: Repair[] = [];
     let link = linkByName(nl, this.deviceName);
     const why = link ? incompatibility(link, this.#spec) : "deleted";
@@ -180,7 +188,7 @@ export class VxlanBackend extends PeerBackend {
     return done;
   }
 
-  entriesFor(nl: NetlinkSocket, lease: Lease): PeerEntries | null {
+  entriesFor(nl: Requester, lease: Lease): PeerEntries | null {
     const key = describeLease(lease);
     const mac = leaseVtepMAC(lease.attrs.backendData);
     const peer = lease.attrs.publicIP;
@@ -206,7 +214,7 @@ export class VxlanBackend extends PeerBackend {
   }
 
   /** The device reaching `peer` without a gateway (same L2 segment), or null. */
-  #directDev(nl: NetlinkSocket, peer: number): number | null {
+  #directDev(nl: Requester, peer: number): number | null {
     try {
       const r = routeGet(nl, peer);
       return r.gw === undefined ? r.dev ?? this.ctx.ext.index : null;

@@ -14,9 +14,14 @@ import { formatIP4, formatIP6, parseIP4, parseIP6 } from "../core/ip.ts";
 import { logger } from "../core/log.ts";
 import { type Addr, addrList } from "../../ffi/netlink/addr.ts";
 import { type Link, linkList } from "../../ffi/netlink/link.ts";
-import { IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_TEMPORARY } from "../../ffi/netlink/message.ts";
+import {
+  IFA_F_DEPRECATED,
+  IFA_F_PERMANENT,
+  IFA_F_TEMPORARY,
+  type Requester,
+} from "../../ffi/netlink/message.ts";
 import { defaultRouteDevs, routeGet } from "../../ffi/netlink/route.ts";
-import { NetlinkSocket } from "../../ffi/netlink/socket.ts";
+import { withNetlinkSocket } from "../../ffi/netlink/socket.ts";
 
 const log = logger("iface");
 
@@ -366,7 +371,7 @@ export function chooseExtIface(opts: IfaceOptions, state: NetState): ExternalInt
 }
 
 /** Reads the snapshot the choice needs (IPv6 routes only when IPv6 is enabled). */
-export function readNetState(nl: NetlinkSocket, ipv6 = false): NetState {
+export function readNetState(nl: Requester, ipv6 = false): NetState {
   return {
     links: linkList(nl),
     addrs: addrList(nl),
@@ -377,7 +382,7 @@ export function readNetState(nl: NetlinkSocket, ipv6 = false): NetState {
 }
 
 /** Chooses the external interface from the kernel's current state; see {@link chooseExtIface}. */
-export function selectExtIface(nl: NetlinkSocket, opts: IfaceOptions): ExternalInterface {
+export function selectExtIface(nl: Requester, opts: IfaceOptions): ExternalInterface {
   const ext = chooseExtIface(opts, readNetState(nl, opts.enableIPv6 ?? false));
   if (ext.ifaceAddr) {
     log.info(`Using interface with name ${ext.name} and address ${formatIP4(ext.ifaceAddr)}`);
@@ -390,10 +395,5 @@ export function selectExtIface(nl: NetlinkSocket, opts: IfaceOptions): ExternalI
 
 /** {@link selectExtIface} on a socket of its own, for the daemon's start-up. */
 export function selectExternalInterface(opts: IfaceOptions): Promise<ExternalInterface> {
-  const nl = NetlinkSocket.open();
-  try {
-    return Promise.resolve(selectExtIface(nl, opts));
-  } finally {
-    nl.close();
-  }
+  return Promise.resolve(withNetlinkSocket((nl) => selectExtIface(nl, opts)));
 }

@@ -15,9 +15,9 @@ import {
   linkByName,
   type Neigh,
   neighList,
-  NetlinkSocket,
   type Route,
   routeList,
+  withNetlinkSocket,
 } from "../../ffi/netlink/mod.ts";
 import { formatIP4, formatNet4, type IP4Net, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
 import {
@@ -124,9 +124,8 @@ export interface HostKernel {
 
 /** Reads device `dev` (may be absent), its IPv4 addresses, main routes, neighbours and FDB. */
 export function hostKernel(ns: string, dev: string): HostKernel {
-  return inNetns(ns, () => {
-    const nl = NetlinkSocket.open();
-    try {
+  return inNetns(ns, () =>
+    withNetlinkSocket((nl) => {
       const link = linkByName(nl, dev);
       const index = link?.index ?? -1;
       return {
@@ -139,10 +138,7 @@ export function hostKernel(ns: string, dev: string): HostKernel {
         neighs: neighList(nl, { index }),
         fdbs: fdbList(nl, { index }),
       };
-    } finally {
-      nl.close();
-    }
-  });
+    }));
 }
 
 /** Count of daemon log lines containing `text`. */

@@ -15,9 +15,10 @@ import {
   linkByName,
   linkSetMTU,
   linkSetUp,
-  NetlinkSocket,
+  type Requester,
   routeList,
   routeReplace,
+  withNetlinkSocket,
 } from "../../../ffi/netlink/mod.ts";
 import { ConfigError } from "../../values/config.ts";
 import { equal4, formatIP4, formatNet4, type IP4Net } from "../../core/ip.ts";
@@ -165,7 +166,8 @@ export class UdpBackend implements Backend {
           error: this.#tun.offloadError.message,
         });
       }
-      this.#configureTun(this.#tun.name, own.subnet);
+      const name = this.#tun.name;
+      withNetlinkSocket((nl) => this.#configureTun(nl, name, own.subnet));
       this.#own = own.subnet;
       const sock = openTunnelSocket(ext.ifaceAddr, this.port, { offloads: this.offloads });
       this.#sock = sock.fd;
@@ -201,57 +203,55 @@ export class UdpBackend implements Backend {
   }
 
   /** Address `<subnet>/32`, MTU, up, and the route for the whole network (as upstream). */
-  #configureTun(name: string, subnet: IP4Net): void {
-    const nl = NetlinkSocket.open();
+  #configureTun(nl: Requester, name: string, subnet: IP4Net): void {
+    const link = linkByName(nl, name);
+    if (!link) throw new Error(`TUN device ${name} vanished before configuration`);
+    // A /32 so that no broadcast or subnet routes appear; the address is only the source
+    // for host-to-overlay traffic (and of our ICMP errors).
+    addrReplace(nl, link.index, { ip: subnet.ip, prefix: 32 });
+    linkSetMTU(nl, link.index, this.mtu);
+    acceptLocalSource(name);
+    linkSetUp(nl, link.index);
     try {
-      const link = linkByName(nl, name);
-      if (!link) throw new Error(`TUN device ${name} vanished before configuration`);
-      // A /32 so that no broadcast or subnet routes appear; the address is only the source
-      // for host-to-overlay traffic (and of our ICMP errors).
-      addrReplace(nl, link.index, { ip: subnet.ip, prefix: 32 });
-      linkSetMTU(nl, link.index, this.mtu);
-      acceptLocalSource(name);
-      linkSetUp(nl, link.index);
-      try {
-        routeReplace(nl, { dst: this.#network, dev: link.index });
-      } catch (e) {
-        if (!isNetlinkError(e, "EEXIST")) throw e;
-      }
-    } finally {
-      nl.close();
+      routeReplace(nl, { dst: this.#network, dev: link.index });
+    } catch (e) {
+      if (!isNetlinkError(e, "EEXIST")) throw e;
     }
+  }
+
+  /** What {@link #configureTun} set up that is missing now; null when the TUN is gone. */
+  #missingTunState(nl: Requester, name: string, subnet: IP4Net): string[] | null {
+    const link = linkByName(nl, name);
+    if (!link) return null; // gone with our fd only at stop()
+    const missing: string[] = [];
+    if (
+      !addrList(nl, { index: link.index, family: 4 }).some((a) =>
+        a.ip === subnet.ip && a.prefix === 32
+      )
+    ) {
+      missing.push("address");
+    }
+    if (!routeList(nl, { dev: link.index }).some((r) => equal4(r.dst, this.#network))) {
+      missing.push("route");
+    }
+    if (!link.up) missing.push("link up");
+    return missing;
   }
 
   /** Re-applies the TUN's address and Network route when either went missing. */
   #checkTun(): void {
     const tun = this.#tun, own = this.#own;
     if (!tun || !own) return;
-    const nl = NetlinkSocket.open();
-    let missing: string[];
+    let missing: string[] | null;
     try {
-      const link = linkByName(nl, tun.name);
-      if (!link) return; // gone with our fd only at stop()
-      missing = [];
-      if (
-        !addrList(nl, { index: link.index, family: 4 }).some((a) =>
-          a.ip === own.ip && a.prefix === 32
-        )
-      ) {
-        missing.push("address");
-      }
-      if (!routeList(nl, { dev: link.index }).some((r) => equal4(r.dst, this.#network))) {
-        missing.push("route");
-      }
-      if (!link.up) missing.push("link up");
+      missing = withNetlinkSocket((nl) => this.#missingTunState(nl, tun.name, own));
     } catch (e) {
       log.warn("cannot check the TUN device", { device: tun.name, error: e });
       return;
-    } finally {
-      nl.close();
     }
-    if (missing.length === 0) return;
+    if (!missing?.length) return;
     try {
-      this.#configureTun(tun.name, own);
+      withNetlinkSocket((nl) => this.#configureTun(nl, tun.name, own));
       this.#repairs++;
       log.warn(`repaired ${tun.name}: ${missing.join(", ")} had gone missing`, {
         subnet: formatNet4(own),

@@ -10,7 +10,7 @@ import {
   linkByName,
   linkDel,
   linkSetMTU,
-  type NetlinkSocket,
+  type Requester,
   vxlanCreate,
   type VxlanSpec,
 } from "../../../ffi/netlink/mod.ts";
@@ -55,7 +55,7 @@ export interface EnsuredDevice {
  * Returns a device matching `want`: an existing compatible one (MTU corrected), else a new
  * one with `want.mac` (a random MAC when absent).
  */
-export function ensureDevice(nl: NetlinkSocket, want: VxlanSpec): EnsuredDevice {
+export function ensureDevice(nl: Requester, want: VxlanSpec): EnsuredDevice {
   const existing = linkByName(nl, want.name);
   let action = "created";
   if (existing) {
