@@ -8,7 +8,7 @@
 import { formatIP4, parseCIDR4, parseIP4 } from "../lib/core/ip.ts";
 import { encodeLeaseAttrs } from "../lib/values/lease.ts";
 import { type BackendType, Cluster, SUBNETS_PREFIX } from "../tests/helpers/cluster.ts";
-import { until } from "../tests/helpers/wait.ts";
+import { sleep, until } from "../tests/helpers/wait.ts";
 import { LineProcess } from "../tests/helpers/line_process.ts";
 import { ip } from "../tests/helpers/netns.ts";
 import { memory, percentile } from "./proc.ts";
@@ -159,7 +159,7 @@ export async function benchControlPlane(
   const watch = await watchFor(backend, c);
   try {
     await writer.waitLine("ready", 30_000);
-    await new Promise((r) => setTimeout(r, 1000)); // let start-up settle before the idle reading
+    await sleep(1000); // let start-up settle before the idle reading
     const result: CpResult = {
       backend,
       method: watch.method,

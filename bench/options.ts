@@ -9,7 +9,10 @@ import { parseArgs } from "node:util";
 export interface BenchOptions {
   /** Seconds per iperf3 run. */
   seconds: number;
-  /** Row ids to run (`raw`, `kernel-vxlan`, `udp`, `vxlan`, `host-gw`, `control-plane`); null: all. */
+  /**
+   * Row ids to run (`raw`, `kernel-vxlan`, `udp`, `udp-nooffload`, `vxlan`, `vxlan-nocsum`,
+   * `host-gw`, `control-plane`); null: all.
+   */
   only: Set<string> | null;
   /** iperf3 `-b` for the 64-byte UDP run (payload bits per second, iperf3 suffixes allowed). */
   udpRate: string;
@@ -25,8 +28,8 @@ export interface BenchOptions {
   outDir: string;
 }
 
-const USAGE =
-  `usage: deno task bench [--seconds=5] [--quick] [--only=raw,kernel-vxlan,udp,vxlan,host-gw,control-plane]
+const USAGE = `usage: deno task bench [--seconds=5] [--quick]
+                       [--only=raw,kernel-vxlan,udp,udp-nooffload,vxlan,vxlan-nocsum,host-gw,control-plane]
                        [--udp-rate=100M] [--pings=200] [--peers=10,100,1000] [--cp-parallel=1,32]
                        [--cp-backend=vxlan,host-gw,udp]
                        [--out=bench/results]`;

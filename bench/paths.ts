@@ -119,6 +119,11 @@ export const PATHS: readonly PathSpec[] = [
   reference("raw", "raw underlay (static routes)", buildRawUnderlay),
   reference("kernel-vxlan", "kernel VXLAN (hand-built)", buildKernelVxlan),
   ours("udp", "udp", "flanneld udp", { tunDev: "flannel0" }),
+  // One syscall per packet, no TSO/GSO/GRO: what the offloads (on by default) gain.
+  ours("udp-nooffload", "udp", "flanneld udp, offloads off", {
+    tunDev: "flannel0",
+    extra: { Offloads: false },
+  }),
   ours("vxlan", "vxlan", "flanneld vxlan"),
   // The vxlan backend turns TX checksum offload off only where needed (kernel < 5.7 or
   // behind NAT); this row forces that workaround to show what it costs.

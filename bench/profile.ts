@@ -11,6 +11,7 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_DAEMON_COMMAND } from "../tests/helpers/daemon.ts";
 import { must, run } from "../tests/helpers/netns.ts";
+import { sleep } from "../tests/helpers/wait.ts";
 import { tcp } from "./iperf.ts";
 import { ours } from "./paths.ts";
 import { cpuSeconds } from "./proc.ts";
@@ -36,7 +37,7 @@ console.error(
 );
 const cpu0 = [sender, receiver].map(cpuSeconds);
 const load = tcp(ends, seconds + 2, Number(v.streams));
-await new Promise((r) => setTimeout(r, 1000)); // past TCP slow start
+await sleep(1000); // past TCP slow start
 must(
   await run("perf", [
     "record",

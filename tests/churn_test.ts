@@ -13,17 +13,17 @@
  * replays a run's sequence of joins and leaves).
  */
 
-import { sleep } from "./helpers/wait.ts";
+import { sleep, timeUntil } from "./helpers/wait.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import type { ChurnResult } from "./helpers/churn_hosts.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
 import { LineProcess } from "./helpers/line_process.ts";
-import { hostKernel, hostSubnet, waitUntil } from "./helpers/peer_datapath.ts";
+import { hostKernel, hostSubnet } from "./helpers/peer_datapath.ts";
 import { formatIP4, formatNet4, parseCIDR4 } from "../lib/core/ip.ts";
 import { formatMAC } from "../lib/core/mac.ts";
+import { isRoot } from "./helpers/netns.ts";
 
-const isRoot = Deno.uid() === 0;
 const SECONDS = Number(Deno.env.get("FLANNEL_SOAK_SECONDS") ?? 60);
 const SEED = Number(Deno.env.get("FLANNEL_CHURN_SEED") ?? (Date.now() % 2 ** 31));
 const LIGHT_HOSTS = 20;
@@ -65,7 +65,7 @@ function usage(h: Host): { fds: number; rssKB: number; heapMB: number } {
 
 /** Waits until every full host's kernel matches the leases; returns ms taken. */
 function converged(c: Cluster, what: string, timeoutMs = 20_000): Promise<number> {
-  return waitUntil(
+  return timeUntil(
     what,
     async () => {
       for (const h of c.hosts) {
@@ -111,7 +111,7 @@ Deno.test({
   try {
     await light.waitLine("JOINED", 30_000);
     const joinMs = await converged(c, "kernel state for the first leases");
-    await sleep(3000);
+    await sleep(3000); // start-up garbage collected and caches warm before the baseline
     const warm = c.hosts.map(usage);
     console.log(
       `  ${LIGHT_HOSTS} joined; full hosts programmed ${joinMs} ms later; after warm-up: ` +
@@ -147,7 +147,7 @@ Deno.test({
         } peers × route/neigh/fdb (converged ${ms} ms after the churn)`,
       );
     }
-    await sleep(5000);
+    await sleep(5000); // the churn's garbage collected (each GC is a full one) before measuring
     const end = c.hosts.map(usage);
     c.hosts.forEach((h, i) => {
       const [w, e] = [warm[i], end[i]];

@@ -4,17 +4,11 @@
  */
 
 import { until } from "./helpers/wait.ts";
-import {
-  deepStrictEqual as assertEquals,
-  match as assertMatch,
-  ok as assert,
-} from "node:assert/strict";
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { Cluster, CONFIG_KEY, UNDERLAY } from "./helpers/cluster.ts";
 import { cleanupStale } from "./helpers/cleanup.ts";
-import { addNetns, listNetns, run } from "./helpers/netns.ts";
+import { addNetns, isRoot, listNetns, run } from "./helpers/netns.ts";
 import { MARKER_DIR } from "./helpers/owner.ts";
-
-const isRoot = Deno.uid() === 0;
 
 /** Namespaces and marker files of run `prefix` that still exist. */
 function runLeftovers(prefix: string): string[] {

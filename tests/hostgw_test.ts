@@ -1,14 +1,11 @@
 /**
  * The host-gw backend end to end in a namespace cluster (root only): connectivity, a bulk
- * transfer, kernel state per FLANNEL.md §11, route repair, restarts without loss, hosts
+ * transfer, kernel state (a lease without BackendData, MTU 1500, no device, one route per
+ * peer subnet via the peer's public IP on eth0), route repair, restarts without loss, hosts
  * joining and leaving, foreign lease types, and the NAT refusal.
  */
 
-import {
-  deepStrictEqual as assertEquals,
-  match as assertMatch,
-  ok as assert,
-} from "node:assert/strict";
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { equal4, formatIP4, formatNet4, type IP4Net, parseIP4 } from "../lib/core/ip.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { Daemon, DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
@@ -24,10 +21,10 @@ import {
   rawLease,
   reaches,
   restartUnderPing,
-  waitUntil,
 } from "./helpers/peer_datapath.ts";
+import { timeUntil, until } from "./helpers/wait.ts";
+import { isRoot } from "./helpers/netns.ts";
 
-const isRoot = Deno.uid() === 0;
 const opts = { ignore: !isRoot, sanitizeOps: false, sanitizeResources: false };
 
 /** Whether host `h` routes `sn` via `peerIP` on eth0 (checked through our netlink layer). */
@@ -38,7 +35,7 @@ function routesVia(h: Host, sn: IP4Net, peerIP: string): boolean {
   );
 }
 
-/** Checks host `h` against §11 with our netlink layer and with iproute2. */
+/** Checks host `h`'s lease, MTU and routes with our netlink layer and with iproute2. */
 async function checkKernelState(c: Cluster, h: Host): Promise<void> {
   assertEquals(
     await rawLease(c, h),
@@ -59,7 +56,7 @@ Deno.test({ name: "host-gw: 3 hosts × 2 containers through our daemon", ...opts
   const [h0, h1, h2] = c.hosts;
   const [a, b] = [h0.containers[0], h1.containers[1]];
 
-  await basicSteps(t, c, "§11", (h) => checkKernelState(c, h), a, b);
+  await basicSteps(t, c, "lease, MTU, one route per peer", (h) => checkKernelState(c, h), a, b);
 
   await t.step("deleted or altered routes are repaired", async () => {
     const sn = hostSubnet(c, h1);
@@ -71,8 +68,8 @@ Deno.test({ name: "host-gw: 3 hosts × 2 containers through our daemon", ...opts
       ] as const
     ) {
       await execOk(c, h0.ns, [...cmd]);
-      const ms = await waitUntil(`route ${what} repaired`, () => routesVia(h0, sn, h1.ip));
-      const pingMs = await waitUntil("ping after repair", () => reaches(a, b));
+      const ms = await timeUntil(`route ${what} repaired`, () => routesVia(h0, sn, h1.ip), 15_000);
+      const pingMs = await timeUntil("ping after repair", () => reaches(a, b), 15_000);
       console.log(`  route ${what}: repaired in ${ms} ms, ping ok after ${ms + pingMs} ms`);
     }
     assert(logCount(c, h0, "repaired:") >= before + 2, "one log line per repair");
@@ -91,9 +88,10 @@ Deno.test({ name: "host-gw: 3 hosts × 2 containers through our daemon", ...opts
       "eth0",
     ]);
     await restartUnderPing(c, [h0, h1], a, b);
-    await waitUntil(
+    await until(
       "stale route removed",
       () => !hostKernel(h0.ns, "eth0").routes.some((r) => equal4(r.dst, stale)),
+      15_000,
     );
     await checkKernelState(c, h0);
   });
@@ -128,12 +126,8 @@ Deno.test({ name: "host-gw: 3 hosts × 2 containers through our daemon", ...opts
       `${dir}/daemon.log`,
     );
     d.start();
-    const status = await Promise.race([
-      d.status!,
-      new Promise<null>((r) => setTimeout(r, 20_000, null)),
-    ]);
-    await d.stop("SIGKILL");
-    assertEquals(status?.code, 1, d.log());
+    const status = await d.waitExit(20_000).finally(() => d.stop("SIGKILL"));
+    assertEquals(status.code, 1, d.log());
     assertMatch(d.log(), /probably you're on a NAT/);
     assert(!(await c.leases()).some((l) => l.value.PublicIP === "203.0.113.7"), "no lease taken");
     assertEquals(formatIP4(hostSubnet(c, h2).ip).startsWith("10.5."), true);

@@ -9,16 +9,15 @@
 
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { Cluster, type Host, SUBNETS_PREFIX, UNDERLAY } from "./helpers/cluster.ts";
-import { sleep, until } from "./helpers/wait.ts";
+import { sleep, timeUntil, until } from "./helpers/wait.ts";
 import { scrapeMetrics } from "./helpers/health_http.ts";
-import { ip } from "./helpers/netns.ts";
+import { ip, isRoot } from "./helpers/netns.ts";
 import { injectUdp, ipv4Packet } from "./helpers/packets.ts";
-import { hostSubnet, logCount, reaches, waitUntil } from "./helpers/peer_datapath.ts";
+import { hostSubnet, logCount, reaches } from "./helpers/peer_datapath.ts";
 import { metricValue } from "./helpers/prometheus.ts";
 import { DEFAULT_UDP_PORT } from "../lib/backend/udp/backend.ts";
 import { formatIP4 } from "../lib/core/ip.ts";
 
-const isRoot = Deno.uid() === 0;
 const HEALTH_PORT = 9181;
 
 /** `metric{labels}` on host `h`, 0 when absent. */
@@ -121,7 +120,7 @@ Deno.test({
       async () => await metric(h0, "flannel_watch_bad_leases_total") - bad0 >= ROUNDS * bad.length,
       10_000,
     );
-    await sleep(500);
+    await sleep(500); // room for late duplicates: each value must stay logged once
     const counted = await metric(h0, "flannel_watch_bad_leases_total") - bad0;
     for (const h of c.hosts) {
       const lines = c.daemonLog(h).split("\n").filter((l) => l.includes("ignoring unusable lease"));
@@ -158,13 +157,13 @@ Deno.test({
         for (let i = 0; i < 3; i++) {
           await c.etcd.ctl("put", configKey, '{"Network":"10.5.0.0/16","Backend":');
         }
-        const ms = await waitUntil(
+        const ms = await timeUntil(
           "config drift logged",
           () => c.hosts.every((h) => logCount(c, h, line) >= 1),
           15_000,
           200,
         );
-        await sleep(500);
+        await sleep(500); // room for a second line, which must not come
         for (const h of c.hosts) {
           assertEquals(logCount(c, h, line), 1, `${h.name}: one line for the invalid config`);
         }
@@ -204,7 +203,7 @@ Deno.test({
       ];
       try {
         h2.daemon.start();
-        await waitUntil("h2 running", () => logCount(c, h2, "] running ") > running0, 15_000);
+        await until("h2 running", () => logCount(c, h2, "] running ") > running0, 15_000);
         assertEquals(logCount(c, h2, "cannot read") - read0, 1);
         assertEquals(logCount(c, h2, "cannot write subnet file") - write0, 1);
         assert(await alive(h2), "h2 still running");

@@ -8,12 +8,11 @@
 
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
 import { Cluster } from "./helpers/cluster.ts";
-import { nsExec, run } from "./helpers/netns.ts";
+import { isRoot, nsExec, run } from "./helpers/netns.ts";
 import { VERSION } from "../lib/core/version.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const INSTALL = `${REPO}install.sh`;
-const isRoot = Deno.uid() === 0;
 const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"];
 
 /**
@@ -93,18 +92,8 @@ async function makeRelease(dir: string): Promise<string> {
       `#!/bin/sh\n# TEST DATA: stand-in for a release binary (tests/install_test.ts), not flanneld.\necho "9.9.9-test ${t}" >&2\n`,
     );
   }
-  await Deno.copyFile(`${REPO}dist/mk-docker-opts.sh`, `${rel}/mk-docker-opts.sh`);
-  for (
-    const [name, standIn] of [
-      ["flanneld.service", "# TEST DATA stand-in\n[Service]\nExecStart=/usr/local/bin/flanneld\n"],
-      ["flanneld.env.example", "# TEST DATA stand-in\n#FLANNELD_IFACE=eth0\n"],
-    ]
-  ) {
-    try {
-      await Deno.copyFile(`${REPO}dist/${name}`, `${rel}/${name}`);
-    } catch {
-      await Deno.writeTextFile(`${rel}/${name}`, standIn); // the real one is not written yet
-    }
+  for (const name of ["mk-docker-opts.sh", "flanneld.service", "flanneld.env.example"]) {
+    await Deno.copyFile(`${REPO}dist/${name}`, `${rel}/${name}`);
   }
   const sums = [];
   for (const e of [...Deno.readDirSync(rel)].map((e) => e.name).sort()) {

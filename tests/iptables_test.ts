@@ -5,21 +5,20 @@
  * nftables mode. Every rule lives in the cluster's namespaces, never the root one.
  */
 
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { assert, assertEquals } from "./helpers/assert.ts";
 import { formatNet4, parseCIDR4 } from "../lib/core/ip.ts";
 import { supportsRandomFully } from "../lib/iptables/rules.ts";
 import { Cluster, type Host, UNDERLAY } from "./helpers/cluster.ts";
-import { until } from "./helpers/wait.ts";
+import { sleep, until } from "./helpers/wait.ts";
 import {
   upstreamForwardLines,
   upstreamMasqLines,
   upstreamNftMasqLines,
 } from "./helpers/flannel_rules.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
-import { must, nsExec } from "./helpers/netns.ts";
+import { isRoot, must, nsExec } from "./helpers/netns.ts";
 import { startTcpdump } from "./helpers/tcpdump.ts";
 
-const isRoot = Deno.uid() === 0;
 const RESTORED = "some rules were missing";
 
 /** The flannel lines of one table of `iptables-save` (or `save`) inside `ns`, in order. */
@@ -80,8 +79,8 @@ Deno.test({
         );
         assertEquals(await flannelLines(h.ns, "filter"), upstreamForwardLines(n));
       }
-      // Installed rules read back as complete: the resync leaves them alone.
-      await new Promise((r) => setTimeout(r, 2_500));
+      // Installed rules read back as complete: two resyncs (1 s) pass and leave them alone.
+      await sleep(2_500);
       assert(!c.daemonLog(h0).includes(RESTORED), c.daemonLog(h0));
     });
 

@@ -4,11 +4,10 @@
  */
 
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
-import { deleteNetnsSync, ip, must, run } from "./helpers/netns.ts";
+import { deleteNetnsSync, ip, isRoot, must, run } from "./helpers/netns.ts";
 
 const SCRIPT = new URL("../dist/mk-docker-opts.sh", import.meta.url).pathname;
 const SHELLS = ["dash", "bash"];
-const isRoot = Deno.uid() === 0;
 const SUBNET_ENV =
   "FLANNEL_NETWORK=10.254.0.0/16\nFLANNEL_SUBNET=10.254.77.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n";
 

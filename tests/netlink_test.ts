@@ -44,7 +44,8 @@ import { formatIP4, formatIP6, parseCIDR4, parseIP4, parseIP6 } from "../lib/cor
 import { formatMAC, parseMAC } from "../lib/core/mac.ts";
 import { selectExtIface } from "../lib/values/iface.ts";
 import { bridgeJSON, createTestNetns, inNetns, ipJSON } from "./helpers/netlink_ns.ts";
-import { deleteNetnsSync, ip } from "./helpers/netns.ts";
+import { deleteNetnsSync, ip, isRoot } from "./helpers/netns.ts";
+import { sleep } from "./helpers/wait.ts";
 
 const ip4 = (s: string) => parseIP4(s)!;
 const net4 = (s: string) => parseCIDR4(s)!;
@@ -60,7 +61,7 @@ function assertNetlinkError(fn: () => unknown, code: string, op: string): void {
 
 Deno.test({
   name: "netlink in a private namespace, checked against iproute2",
-  ignore: Deno.uid() !== 0,
+  ignore: !isRoot,
   async fn(t) {
     const ns = await createTestNetns();
     const nl = inNetns(ns, () => NetlinkSocket.open());
@@ -335,7 +336,7 @@ Deno.test({
         idle.subscribe([RTNLGRP_LINK]);
         const it = idle.events();
         const pending = it.next();
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50); // the reader is parked in poll() by now, not yet to enter it
         idle.close();
         assertEquals((await pending).done, true);
       });

@@ -5,7 +5,7 @@
  * when no snapshot ever arrives.
  */
 
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { assert, assertEquals } from "./helpers/assert.ts";
 import { linkByName, NetlinkSocket, routeList } from "../ffi/netlink/mod.ts";
 import type { PeerDataPath } from "../lib/backend/reconcile.ts";
 import { PeerReconciler } from "../lib/backend/reconcile.ts";
@@ -13,10 +13,9 @@ import { equal4, type IP4Net, parseCIDR4, parseIP4 } from "../lib/core/ip.ts";
 import type { Lease } from "../lib/values/lease.ts";
 import { logger } from "../lib/core/log.ts";
 import { createTestNetns, inNetns } from "./helpers/netlink_ns.ts";
-import { ip, run } from "./helpers/netns.ts";
-import { waitUntil } from "./helpers/peer_datapath.ts";
+import { ip, isRoot, run } from "./helpers/netns.ts";
+import { sleep, timeUntil, until } from "./helpers/wait.ts";
 
-const isRoot = Deno.uid() === 0;
 const net = (s: string): IP4Net => parseCIDR4(s)!;
 
 function lease(subnet: string, peer: string, backendType = "test"): Lease {
@@ -81,9 +80,9 @@ Deno.test({
       assert(!routed("10.5.9.0/24"), "stale route removed after the snapshot");
       assertEquals(engine.stats().stale_removed, 1);
 
-      await new Promise((r) => setTimeout(r, 300)); // past the reconcile that handle() schedules
+      await sleep(300); // past the reconcile that handle() schedules: the periodic check repairs
       await ip(ns, "route", "del", "10.5.2.0/24");
-      const ms = await waitUntil("periodic repair", () => routed("10.5.2.0/24"), 3000);
+      const ms = await timeUntil("periodic repair", () => routed("10.5.2.0/24"), 3000);
       console.log(`  periodic check (1 s) restored the route after ${ms} ms`);
       assertEquals(engine.stats().repairs_route, 1);
 
@@ -109,7 +108,7 @@ Deno.test(
       try {
         engine.reconcile("manual");
         assert(routed("10.5.9.0/24"));
-        await waitUntil("fallback cleanup", () => !routed("10.5.9.0/24"), 3000);
+        await until("fallback cleanup", () => !routed("10.5.9.0/24"), 3000);
       } finally {
         engine.stop();
       }

@@ -6,15 +6,14 @@
  * SIGHUP re-reads FLANNELD_V from the environment file.
  */
 
-import { sleep } from "./helpers/wait.ts";
+import { sleep, timeUntil } from "./helpers/wait.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
-import { hostSubnet, leaseKey, logCount, waitUntil } from "./helpers/peer_datapath.ts";
+import { hostSubnet, leaseKey, logCount } from "./helpers/peer_datapath.ts";
 import { firstReplyAfter, longestGap, pingTimes } from "./helpers/ping_times.ts";
 import { formatNet4 } from "../lib/core/ip.ts";
-
-const isRoot = Deno.uid() === 0;
+import { isRoot } from "./helpers/netns.ts";
 
 /** A 2-host cluster whose daemons read `$FLANNELD_ENV_FILE` = `<envDir>/<host>.env`. */
 function cluster(backend: "udp" | "vxlan", envDir: string): Promise<Cluster> {
@@ -39,10 +38,10 @@ async function killAndRestart(
   const from = c.hosts.find((x) => x !== h)!.containers[0];
   const before = c.hostSubnetEnv(h)!.FLANNEL_SUBNET;
   const pinging = pingTimes(from.ns, h.containers[0].ip!, 8);
-  await sleep(1000);
+  await sleep(1000); // replies flowing before the kill
   const kill = await c.stopDaemon(h, "SIGKILL");
   assertEquals(kill?.signal, "SIGKILL");
-  await sleep(500);
+  await sleep(500); // the host stays down a while, as after a crash
   const tStart = Date.now();
   h.daemon.start();
   const env = await h.daemon.waitSubnetEnv();
@@ -96,12 +95,12 @@ Deno.test({
         else await Deno.writeTextFile(file, content);
         const n0 = logCount(c, h1, expect);
         Deno.kill(h1.daemon.pid!, "SIGHUP");
-        const ms = await waitUntil(
+        const ms = await timeUntil(
           `"${expect}" in ${h1.name}'s log`,
           () => logCount(c, h1, expect) > n0,
           5000,
         );
-        await sleep(200);
+        await sleep(200); // room for a duplicate line, which must not come
         assertEquals(logCount(c, h1, expect), n0 + 1, `exactly one line "${expect}"`);
         console.log(
           `  SIGHUP with ${

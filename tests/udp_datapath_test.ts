@@ -2,16 +2,13 @@
  * The udp backend's data path between two network namespaces joined by a veth (root only):
  * ping and a bulk TCP transfer through flannel0, garbage datagrams dropped and counted by
  * reason, ICMP net-unreachable for unknown overlay destinations, the wire format seen by
- * tcpdump on the underlay, and an informational iperf3 figure. All of it with offloads
- * (TUN TSO, UDP GSO/GRO, coalescing) on; then, shorter, offloads off on both sides and a
- * mixed pair (offloads on one side only): TCP data intact both ways.
+ * tcpdump on the underlay. All of it with offloads (TUN TSO, UDP GSO/GRO, coalescing) on;
+ * then, shorter, offloads off on both sides and a mixed pair (offloads on one side only):
+ * TCP data intact both ways. Throughput is measured by the benchmark (`deno task bench`,
+ * rows `udp` and `udp-nooffload`), not here.
  */
 
-import {
-  deepStrictEqual as assertEquals,
-  match as assertMatch,
-  ok as assert,
-} from "node:assert/strict";
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { internetChecksum } from "../lib/backend/udp/packet.ts";
 import { contains4, formatIP4, parseCIDR4 } from "../lib/core/ip.ts";
 import { LineProcess } from "./helpers/line_process.ts";
@@ -21,15 +18,17 @@ import {
   addVeth,
   deleteNetnsSync,
   ip,
+  isRoot,
   nsExec,
   setAddr,
 } from "./helpers/netns.ts";
 import { injectUdp, ipv4Packet } from "./helpers/packets.ts";
 import { refTcpValid } from "./unit/udp_offload_fixtures.ts";
-import { type CapturedUdp, udpDatagrams } from "./helpers/pcap.ts";
+import type { CapturedUdp } from "./helpers/pcap.ts";
+import { captureUdp } from "./helpers/tcpdump.ts";
+import { until } from "./helpers/wait.ts";
 import { ping } from "./helpers/ping.ts";
 
-const isRoot = Deno.uid() === 0;
 const helper = (f: string) => new URL(`./helpers/${f}`, import.meta.url).pathname;
 
 const UNDER_A = "192.168.77.1";
@@ -180,65 +179,13 @@ async function transferBothWays(p: Pair, bytes = 8 << 20): Promise<void> {
   }
 }
 
-/** iperf3 from A to B for `secs` s; prints Gbit/s, retransmits and the sender's counters. */
-async function throughput(p: Pair, label: string, secs = 3): Promise<void> {
-  const server = new LineProcess("iperf3 server", "ip", [
-    "netns",
-    "exec",
-    p.nsB,
-    "iperf3",
-    "-s",
-    "-1",
-    "--forceflush",
-    "-B",
-    HOST_B,
-  ]);
-  procs.push(server);
-  await server.waitLine("Server listening", 10_000);
-  const before = await stats(p.a);
-  const r = await nsExec(p.nsA, "iperf3", ["-c", HOST_B, "-t", String(secs), "-J"], {
-    timeoutMs: 20_000,
-  });
-  const d = delta(await stats(p.a), before);
-  if (r.code !== 0) {
-    console.log(`iperf3 failed: ${r.stderr || r.stdout.slice(0, 500)}`);
-    return;
-  }
-  const end = JSON.parse(r.stdout).end;
-  const gbps = end.sum_received.bits_per_second / 1e9;
-  console.log(
-    `udp backend TCP throughput (${label}): ${gbps.toFixed(2)} Gbit/s, ` +
-      `retransmits ${end.sum_sent.retransmits}, flannel0 drops ${d.tun_tx_dropped}, ` +
-      `${(d.tx_packets / Math.max(1, d.tx_batches)).toFixed(1)} datagrams per sendmmsg; ` +
-      `sender side ${JSON.stringify(d)}`,
-  );
-}
-
 /** The UDP datagrams to port 8285 that tcpdump sees on `ns`'s veth0 while `during` runs. */
 async function capture(
   ns: string,
   filter: string,
   during: () => Promise<void>,
 ): Promise<CapturedUdp[]> {
-  const pcap = await Deno.makeTempFile({ prefix: "flud-", suffix: ".pcap" });
-  try {
-    const dump = new LineProcess("tcpdump", "ip", [
-      "netns",
-      "exec",
-      ns,
-      "sh",
-      "-c",
-      `exec tcpdump -i veth0 -n --immediate-mode -U -w ${pcap} ${filter} 2>&1`,
-    ]);
-    procs.push(dump);
-    await dump.waitLine("tcpdump: listening", 10_000);
-    await during();
-    await new Promise((r) => setTimeout(r, 200));
-    await dump.kill("SIGINT");
-    return udpDatagrams(await Deno.readFile(pcap)).filter((g) => g.dstPort === PORT);
-  } finally {
-    await Deno.remove(pcap).catch(() => {});
-  }
+  return (await captureUdp(ns, "veth0", filter, during)).filter((g) => g.dstPort === PORT);
 }
 
 /**
@@ -310,16 +257,14 @@ Deno.test({
           injectUdp(nsA, from, UNDER_B, PORT, pkts);
         await inject(UNDER_A, fromPeer);
         await inject(SPOOFED, [ipv4Packet(HOST_A, HOST_B)]); // well-formed, but not from a peer
-        let d: Record<string, number> = {};
-        for (let i = 0; i < 50; i++) { // counters are updated per batch: poll briefly
-          d = delta(await stats(b), before);
+        // Counters are updated per batch: wait for the last two datagrams' drops to show.
+        const d = await until("the drops counted", async () => {
+          const d = delta(await stats(b), before);
           if (d.rx_drop_unknown_source >= 1 && d.rx_drop_ttl >= 1) {
-            break;
+            return d;
           }
-          await new Promise((r) =>
-            setTimeout(r, 50)
-          );
-        }
+          throw new Error(`counted so far: ${JSON.stringify(d)}`);
+        }, 5000);
         assertEquals(
           [d.rx_drop_malformed, d.rx_drop_not_our_subnet, d.rx_drop_unknown_source, d.rx_drop_ttl],
           [3, 1, 1, 1],
@@ -375,13 +320,12 @@ Deno.test({
       const grams = await capture(
         nsB,
         `udp dst port ${PORT}`,
-        () => transfer(nsA, nsB, HOST_B, 1 << 20),
+        () =>
+          transfer(nsA, nsB, HOST_B, 1 << 20),
       );
       const packets = grams.reduce((n, g) => n + assertPlainIPv4Train(g.payload), 0);
       assert(packets >= 700, `captured ${packets} packets in ${grams.length} datagrams`);
     });
-
-    await t.step("throughput (informational)", () => throughput({ nsA, nsB, a, b }, "offloads on"));
 
     await t.step("stop ends the Workers promptly and the TUN goes with its fd", async () => {
       const t0 = Date.now();
@@ -409,7 +353,6 @@ Deno.test({
     assertEquals([s.feature_tun_tso, s.feature_udp_gso, s.feature_udp_gro], [0, 0, 0]);
     await t.step("ping, TTL decremented on both sides", () => pingTTL(p.nsA, HOST_B));
     await t.step("multi-MB TCP transfers arrive intact both ways", () => transferBothWays(p));
-    await t.step("throughput (informational)", () => throughput(p, "offloads off", 2));
   }));
 
 Deno.test({

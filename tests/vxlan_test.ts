@@ -1,23 +1,21 @@
 /**
  * The vxlan backend end to end in a namespace cluster (root only): connectivity, a bulk
- * transfer, kernel state per FLANNEL.md §10 (through our netlink layer and iproute2),
+ * transfer, kernel state (device flannel.1 with VNI 1, port 8472, MTU 1450, no learning and
+ * its own /32; per peer an onlink route via the peer subnet's .0, a permanent neighbour and a
+ * permanent FDB entry to the peer's public IP; through our netlink layer and iproute2),
  * repair of deleted or altered entries and of the device itself, restarts without loss,
  * hosts joining and leaving, foreign lease types, and DirectRouting.
  */
 
-import {
-  deepStrictEqual as assertEquals,
-  match as assertMatch,
-  ok as assert,
-} from "node:assert/strict";
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { getTxChecksum } from "../ffi/ethtool.ts";
 import { needsChecksumWorkaround } from "../lib/backend/vxlan/config.ts";
 import { NTF_SELF, NUD_PERMANENT } from "../ffi/netlink/mod.ts";
 import { equal4, formatIP4, formatNet4, type IP4Net, parseIP4 } from "../lib/core/ip.ts";
 import { formatMAC } from "../lib/core/mac.ts";
 import { Cluster, type Host, UNDERLAY } from "./helpers/cluster.ts";
-import { setSysctl } from "./helpers/netns.ts";
-import { udpDatagrams } from "./helpers/pcap.ts";
+import { isRoot, setSysctl } from "./helpers/netns.ts";
+import { captureUdp } from "./helpers/tcpdump.ts";
 import { inNetns } from "./helpers/netlink_ns.ts";
 import {
   assertAllAnswered,
@@ -32,10 +30,9 @@ import {
   rawLease,
   reaches,
   restartUnderPing,
-  waitUntil,
 } from "./helpers/peer_datapath.ts";
+import { timeUntil, until } from "./helpers/wait.ts";
 
-const isRoot = Deno.uid() === 0;
 const DEV = "flannel.1";
 const opts = { ignore: !isRoot, sanitizeOps: false, sanitizeResources: false };
 
@@ -61,7 +58,7 @@ function hasNoTrace(k: HostKernel, sn: IP4Net, mac: string): boolean {
     !k.fdbs.some((f) => formatMAC(f.mac) === mac);
 }
 
-/** Checks host `h` against §10 with our netlink layer and with iproute2. */
+/** Checks host `h`'s device, lease and peer entries with our netlink layer and with iproute2. */
 async function checkKernelState(c: Cluster, h: Host): Promise<void> {
   const k = hostKernel(h.ns, DEV);
   const own = hostSubnet(c, h);
@@ -131,30 +128,20 @@ Deno.test({ name: "vxlan: 3 hosts × 2 containers through our daemon", ...opts }
   const [h0, h1] = c.hosts;
   const [a, b] = [h0.containers[0], h1.containers[1]];
 
-  await basicSteps(t, c, "§10", (h) => checkKernelState(c, h), a, b);
+  await basicSteps(
+    t,
+    c,
+    "device, lease, route/neighbour/FDB per peer",
+    (h) => checkKernelState(c, h),
+    a,
+    b,
+  );
 
   await t.step("underlay: VXLAN on UDP 8472, VNI 1, inner MACs = VTEP MACs", async () => {
-    const file = `${h0.dir}/vxlan.pcap`;
-    const capture = c.exec(
-      h0.ns,
-      "timeout",
-      "10",
-      "tcpdump",
-      "-i",
-      "eth0",
-      "-U",
-      "-c",
-      "4",
-      "-w",
-      file,
-      "udp",
-      "port",
-      "8472",
-    );
-    await new Promise((r) => setTimeout(r, 1000)); // tcpdump needs a moment to attach
-    assert((await c.ping(a.ns, b.ip!, { count: 2 })).ok);
-    await capture;
-    const grams = udpDatagrams(await Deno.readFile(file));
+    const grams = await captureUdp(h0.ns, "eth0", "udp port 8472", async () => {
+      const p = await c.ping(a.ns, b.ip!, { count: 2 });
+      assert(p.ok, p.output);
+    });
     const [mac0, mac1] = [await vtepMAC(c, h0), await vtepMAC(c, h1)];
     const out = grams.find((g) => g.src === parseIP4(h0.ip) && g.dst === parseIP4(h1.ip));
     assert(out, `no datagram ${h0.ip} → ${h1.ip} in ${grams.length} captured`);
@@ -191,11 +178,11 @@ Deno.test({ name: "vxlan: 3 hosts × 2 containers through our daemon", ...opts }
     const ownMAC = formatMAC(hostKernel(h0.ns, DEV).link!.mac!);
     for (const [what, cmd] of breakages) {
       await execOk(c, h0.ns, cmd);
-      const ms = await waitUntil(`${what} repaired`, () => {
+      const ms = await timeUntil(`${what} repaired`, () => {
         const k = hostKernel(h0.ns, DEV);
         return k.link !== null && formatMAC(k.link.mac!) === ownMAC && hasPeer(k, sn, h1.ip, mac);
-      });
-      const pingMs = await waitUntil(`ping after ${what} repair`, () => reaches(a, b));
+      }, 15_000);
+      const pingMs = await timeUntil(`ping after ${what} repair`, () => reaches(a, b), 15_000);
       console.log(`  ${what} broken: kernel repaired in ${ms} ms, ping ok after ${ms + pingMs} ms`);
     }
     await checkKernelState(c, h0);
@@ -224,9 +211,10 @@ Deno.test({ name: "vxlan: 3 hosts × 2 containers through our daemon", ...opts }
     ) await execOk(c, h0.ns, cmd);
     await restartUnderPing(c, [h0, h1], a, b);
     const staleNet = { ip: parseIP4(stale[0])!, prefix: 24 };
-    await waitUntil(
+    await until(
       "stale entries removed",
       () => hasNoTrace(hostKernel(h0.ns, DEV), staleNet, stale[1]),
+      15_000,
     );
     await checkKernelState(c, h0);
   });
@@ -240,12 +228,12 @@ Deno.test({ name: "vxlan: 3 hosts × 2 containers through our daemon", ...opts }
     const now = await vtepMAC(c, h1);
     assert(now !== old, "a recreated device gets a new MAC");
     const sn = hostSubnet(c, h1);
-    const ms = await waitUntil("peers use the new MAC", () => {
+    const ms = await timeUntil("peers use the new MAC", () => {
       const k = hostKernel(h0.ns, DEV);
       return hasPeer(k, sn, h1.ip, now) && !k.fdbs.some((f) => formatMAC(f.mac) === old);
-    });
+    }, 15_000);
     console.log(`  h0 switched to h1's new VTEP MAC ${ms} ms after h1's subnet.env`);
-    await waitUntil("ping over the new device", () => reaches(a, b));
+    await until("ping over the new device", () => reaches(a, b), 15_000);
     await checkKernelState(c, h0);
   });
 

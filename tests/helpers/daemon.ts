@@ -6,6 +6,7 @@
 
 import { DAEMON_RUNTIME_FLAGS } from "../../dist/compile.ts";
 import { parseDotenv } from "../../lib/values/subnet_env.ts";
+import { GiveUp, sleep, until } from "./wait.ts";
 
 /**
  * How our daemon is run: this Deno on the repository's main.ts, with the runtime flags the
@@ -76,10 +77,16 @@ export class Daemon {
   async alive(): Promise<boolean> {
     const s = this.#proc?.status;
     if (!s) return false;
-    return await Promise.race([
-      s.then(() => false),
-      new Promise<boolean>((r) => setTimeout(r, 100, true)),
-    ]);
+    return await Promise.race([s.then(() => false), sleep(100).then(() => true)]);
+  }
+
+  /** Waits up to `timeoutMs` for the running process to exit by itself; returns its status. */
+  async waitExit(timeoutMs = 20_000): Promise<Deno.CommandStatus> {
+    const p = this.#proc;
+    if (!p) throw new Error(`daemon in ${this.ns} is not running`);
+    let status: Deno.CommandStatus | null = null;
+    p.status.then((s) => status = s);
+    return await until(`the daemon in ${this.ns} to exit`, () => status, timeoutMs);
   }
 
   /** Exit status once the process ends, without stopping it; null when not running. */
@@ -134,20 +141,29 @@ export class Daemon {
    * daemon rewrites it); throws with the log tail when it exits first or time runs out.
    */
   async waitSubnetEnv(timeoutMs = 30_000): Promise<Record<string, string>> {
-    const until = Date.now() + timeoutMs;
     let exited: Deno.CommandStatus | null = null;
     this.#proc?.status.then((s) => exited = s);
-    while (Date.now() < until) {
-      const stamp = fileStamp(this.subnetFile);
-      const env = stamp !== null && stamp !== this.#stampAtStart ? this.subnetEnv() : null;
-      if (env?.FLANNEL_SUBNET) return env;
-      if (exited || !this.#proc) break;
-      await new Promise((r) => setTimeout(r, 100));
+    try {
+      return await until(
+        `subnet.env from the daemon in ${this.ns}`,
+        () => {
+          const stamp = fileStamp(this.subnetFile);
+          const env = stamp !== null && stamp !== this.#stampAtStart ? this.subnetEnv() : null;
+          if (env?.FLANNEL_SUBNET) return env;
+          if (exited) throw new GiveUp(`exited with code ${exited.code}`);
+          if (!this.#proc) throw new GiveUp("not running");
+          return null;
+        },
+        timeoutMs,
+        100,
+      );
+    } catch (e) {
+      throw new Error(
+        `daemon in ${this.ns} wrote no subnet.env (${
+          e instanceof GiveUp ? e.message : "timed out"
+        }); log:\n` +
+          this.log().split("\n").slice(-30).join("\n"),
+      );
     }
-    const why = exited ? `exited with code ${(exited as Deno.CommandStatus).code}` : "timed out";
-    throw new Error(
-      `daemon in ${this.ns} wrote no subnet.env (${why}); log:\n` +
-        this.log().split("\n").slice(-30).join("\n"),
-    );
   }
 }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { GiveUp, until } from "./wait.ts";
+
 /** Returns a TCP port that was free a moment ago on 127.0.0.1. */
 export function freePort(hostname = "127.0.0.1"): number {
   const l = Deno.listen({ hostname, port: 0 });
@@ -117,16 +119,13 @@ export class EtcdServer {
 
   /** Waits until `/health` answers (single member) or the port accepts (cluster member). */
   async waitHealthy(timeoutMs = 15000): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    while (Date.now() < until) {
-      if (this.#proc === null) throw new Error("etcd is not running");
-      try {
-        const ok = await this.#probe();
-        if (ok) return;
-      } catch { /* not yet */ }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`etcd did not become healthy; log: ${this.dir}/etcd.log`);
+    const probe = () => {
+      if (this.#proc === null) throw new GiveUp("etcd is not running");
+      return this.#probe();
+    };
+    await until("etcd to become healthy", probe, timeoutMs, 100).catch((e) => {
+      throw new Error(`${e.message}; log: ${this.dir}/etcd.log`);
+    });
   }
 
   async #probe(): Promise<boolean> {

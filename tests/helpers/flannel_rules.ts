@@ -1,11 +1,12 @@
 /**
- * Upstream flanneld's rules as FLANNEL.md §14 gives them and `iptables-save` / `nft list`
- * print them: the expected text of the unit and namespace tests, written out by hand
- * rather than produced by lib/iptables, so that a change there cannot agree with itself.
+ * Upstream flanneld's ip-masq and forward rules (README "ip-masq and forward rules"), in
+ * upstream's wording and order, as `iptables-save` / `nft list` print them: the expected
+ * text of the unit and namespace tests, written out by hand rather than produced by
+ * lib/iptables, so that a change there cannot agree with itself.
  * @module
  */
 
-/** §14 masquerade rules 1-7 (table nat) for network `n` and lease subnet `s`. */
+/** Upstream's 7 masquerade rules (table nat) for network `n` and lease subnet `s`, in order. */
 export function upstreamMasqLines(
   n: string,
   s: string,
@@ -25,7 +26,7 @@ export function upstreamMasqLines(
   ];
 }
 
-/** §14 forward rules 1-3 (table filter) for network `n`. */
+/** Upstream's 3 forward rules (table filter) for network `n`, in order. */
 export function upstreamForwardLines(n: string): string[] {
   const c = `-m comment --comment "flanneld forward"`;
   return [

@@ -4,12 +4,13 @@
  * @module
  */
 
+import { GiveUp, until } from "./wait.ts";
+
 /** A running child with line-oriented stdout. */
 export class LineProcess {
   readonly #proc: Deno.ChildProcess;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #lines: string[] = [];
-  #wake: () => void = () => {};
   #stderr = "";
   #closed = false;
 
@@ -17,12 +18,8 @@ export class LineProcess {
     this.#proc = new Deno.Command(cmd, { args, stdin: "piped", stdout: "piped", stderr: "piped" })
       .spawn();
     this.#writer = this.#proc.stdin.getWriter();
-    this.#pump(this.#proc.stdout, (text) => {
-      this.#lines.push(...text);
-      this.#wake();
-    }).finally(() => {
+    this.#pump(this.#proc.stdout, (text) => this.#lines.push(...text)).finally(() => {
       this.#closed = true;
-      this.#wake();
     });
     this.#pump(this.#proc.stderr, (text) => this.#stderr += text.join("\n") + "\n");
   }
@@ -69,25 +66,22 @@ export class LineProcess {
     what: string,
     timeoutMs = 20_000,
   ): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.#lines.findIndex(match);
-      if (i >= 0) return this.#lines.splice(0, i + 1)[i];
-      const left = deadline - Date.now();
-      if (this.#closed || left <= 0) {
-        throw new Error(
-          `${this.label}: no ${what} (${
-            this.#closed ? "exited" : "timeout"
-          }); stderr:\n${this.#stderr}`,
-        );
-      }
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, left);
-        this.#wake = () => {
-          clearTimeout(t);
-          r();
-        };
-      });
+    try {
+      const found = await until(
+        what,
+        () => {
+          const i = this.#lines.findIndex(match);
+          if (i >= 0) return { line: this.#lines.splice(0, i + 1)[i] };
+          if (this.#closed) throw new GiveUp("exited");
+          return null;
+        },
+        timeoutMs,
+        10,
+      );
+      return found.line;
+    } catch (e) {
+      const why = e instanceof GiveUp ? "exited" : "timeout";
+      throw new Error(`${this.label}: no ${what} (${why}); stderr:\n${this.#stderr}`);
     }
   }
 

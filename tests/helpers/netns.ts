@@ -5,6 +5,9 @@
  * @module
  */
 
+/** Whether the tests run as root: namespace and kernel tests are skipped (ignored) otherwise. */
+export const isRoot = Deno.uid() === 0;
+
 /** Outcome of a finished command. */
 export interface ExecResult {
   code: number;

@@ -17,6 +17,7 @@ import {
   sockaddrUn,
   socket,
 } from "../../ffi/libc.ts";
+import { until } from "./wait.ts";
 
 /** A bound notify socket collecting datagrams as strings. */
 export class NotifySocket {
@@ -55,15 +56,17 @@ export class NotifySocket {
 
   /** Waits until a message satisfying `pred` has arrived (at index ≥ `from`); returns it. */
   async waitFor(pred: (m: string) => boolean, timeoutMs = 30_000, from = 0): Promise<string> {
-    const end = Date.now() + timeoutMs;
-    while (Date.now() < end) {
-      const m = this.messages.slice(from).find(pred);
-      if (m !== undefined) return m;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(
-      `no matching notify message within ${timeoutMs} ms; got ${JSON.stringify(this.messages)}`,
-    );
+    const found = await until(
+      `a matching notify message on ${this.path}`,
+      () => {
+        const m = this.messages.slice(from).find(pred);
+        return m === undefined ? null : { m };
+      },
+      timeoutMs,
+    ).catch((e) => {
+      throw new Error(`${e.message}; got ${JSON.stringify(this.messages)}`);
+    });
+    return found.m;
   }
 
   /** Closes the socket and removes its path. */

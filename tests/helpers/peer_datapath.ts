@@ -5,8 +5,8 @@
  * @module
  */
 
-import { until } from "./wait.ts";
-import { ok as assert } from "node:assert/strict";
+import { sleep, timeUntil, until } from "./wait.ts";
+import { assert } from "./assert.ts";
 import {
   addrList,
   type FdbEntry,
@@ -37,21 +37,6 @@ export function hostSubnet(c: Cluster, ref: HostRef): IP4Net {
   const net = env ? parseCIDR4(env.FLANNEL_SUBNET) : null;
   if (!net) throw new Error(`host ${c.host(ref).name} has no subnet.env`);
   return net;
-}
-
-/**
- * Polls `cond` every `stepMs` until it holds; returns the milliseconds it took. Throws
- * `what` after `timeoutMs`.
- */
-export async function waitUntil(
-  what: string,
-  cond: () => boolean | Promise<boolean>,
-  timeoutMs = 15_000,
-  stepMs = 50,
-): Promise<number> {
-  const t0 = Date.now();
-  await until(what, cond, timeoutMs, stepMs);
-  return Date.now() - t0;
 }
 
 /** Asserts that every pair answered, naming the ones that did not. */
@@ -177,7 +162,7 @@ export async function restartUnderPing(
 ): Promise<void> {
   for (const h of hosts) {
     const pinging = backgroundPing(from, to, 6);
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000); // echoes flow before the stop, so the loss counts the restart only
     await c.stopDaemon(h);
     h.daemon.start();
     await h.daemon.waitSubnetEnv();
@@ -201,9 +186,10 @@ export async function joinAndLeave(
   checkPresent: (h: Host) => Promise<void>,
 ): Promise<void> {
   const h = await c.addHost();
-  const ms = await waitUntil(
+  const ms = await timeUntil(
     "new host reachable",
     async () => await reaches(from, h.containers[0]) && await reaches(h.containers[0], from),
+    15_000,
   );
   console.log(`  ${h.name} joined: reachable ${ms} ms after its subnet.env`);
   for (const x of c.hosts) await checkPresent(x);
@@ -211,7 +197,7 @@ export async function joinAndLeave(
   await c.removeHost(h);
   await c.etcd.ctl("del", leaseKey(sn));
   for (const x of c.hosts) {
-    const gms = await waitUntil(`${x.name} drops ${formatNet4(sn)}`, () => gone(x, sn), 10_000);
+    const gms = await timeUntil(`${x.name} drops ${formatNet4(sn)}`, () => gone(x, sn), 10_000);
     console.log(`  ${x.name} removed ${h.name}'s entries ${gms} ms after the lease was deleted`);
   }
 }
@@ -228,12 +214,12 @@ export async function checkForeignLeaseIgnored(c: Cluster, backendType: string):
   await c.etcd.ctl("put", leaseKey(sn), value);
   await c.etcd.ctl("put", leaseKey(sn), value);
   const line = `ignoring lease of another backend type subnet=${formatNet4(sn)}`;
-  await waitUntil(
+  await until(
     "ignored lease logged",
     () => c.hosts.every((h) => logCount(c, h, line) >= 1),
     10_000,
   );
-  await new Promise((r) => setTimeout(r, 500)); // time for the second PUT
+  await sleep(500); // time for the second PUT to be (not) logged again
   for (const h of c.hosts) {
     assert(logCount(c, h, line) === 1, `${h.name} logs the ignored lease once`);
     const routes = await execOk(c, h.ns, ["ip", "route"]);
@@ -244,13 +230,13 @@ export async function checkForeignLeaseIgnored(c: Cluster, backendType: string):
 
 /**
  * The steps each data-path test starts with: every container pair pings, every host's
- * kernel state passes `check` (named after the FLANNEL.md section `spec`), and 50 MB go
- * from `from` to `to` intact.
+ * kernel state passes `check` (`state` says what it checks), and 50 MB go from `from` to
+ * `to` intact.
  */
 export async function basicSteps(
   t: Deno.TestContext,
   c: Cluster,
-  spec: string,
+  state: string,
   check: (h: Host) => Promise<void>,
   from: Container,
   to: Container,
@@ -258,7 +244,7 @@ export async function basicSteps(
   await t.step("all pairs ping", async () => {
     assertAllAnswered(await c.pingAll({ count: 1 }));
   });
-  await t.step(`kernel state per ${spec} (netlink and iproute2)`, async () => {
+  await t.step(`kernel state: ${state} (netlink and iproute2)`, async () => {
     for (const h of c.hosts) await check(h);
   });
   await t.step("50 MB TCP transfer arrives intact", async () => {

@@ -1,9 +1,12 @@
 /**
- * tcpdump inside a namespace, its text output read line by line.
+ * tcpdump inside a namespace: its text output read line by line, or a capture file read
+ * back as UDP datagrams.
  * @module
  */
 
 import { LineProcess } from "./line_process.ts";
+import { type CapturedUdp, udpDatagrams } from "./pcap.ts";
+import { until } from "./wait.ts";
 
 /**
  * Starts `tcpdump -i dev -n -l --immediate-mode <args>` in `ns` (stderr folded into stdout)
@@ -26,4 +29,42 @@ export async function startTcpdump(ns: string, dev: string, args: string): Promi
     },
   );
   return p;
+}
+
+/**
+ * Captures on `dev` in `ns` into a pcap file (tcpdump filter `filter`) while `during` runs,
+ * until the file stops growing; returns the UDP datagrams in it.
+ */
+export async function captureUdp(
+  ns: string,
+  dev: string,
+  filter: string,
+  during: () => Promise<unknown>,
+): Promise<CapturedUdp[]> {
+  const file = await Deno.makeTempFile({ prefix: "flcap-", suffix: ".pcap" });
+  try {
+    const dump = await startTcpdump(ns, dev, `-U -w ${file} ${filter}`);
+    try {
+      await during();
+      // -U writes each packet as tcpdump handles it: once the file stops growing, every
+      // packet `during` caused is in it.
+      let size = -1;
+      await until(
+        "the capture to settle",
+        async () => {
+          const now = (await Deno.stat(file)).size;
+          const settled = now === size;
+          size = now;
+          return settled;
+        },
+        10_000,
+        200,
+      );
+    } finally {
+      await dump.kill("SIGINT");
+    }
+    return udpDatagrams(await Deno.readFile(file));
+  } finally {
+    await Deno.remove(file).catch(() => {});
+  }
 }

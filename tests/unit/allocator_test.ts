@@ -1,5 +1,6 @@
-// Unit tests for lib/subnet/allocator.ts against FLANNEL.md §5 (compatibility, candidates, random pick).
-import assert from "node:assert/strict";
+// Unit tests for lib/subnet/allocator.ts: which existing leases a host may reuse, the
+// candidate subnets between SubnetMin and SubnetMax, and the random pick among free ones.
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { eachCase } from "./table.ts";
 import { parseNetworkConfig } from "../../lib/values/config.ts";
 import {
@@ -46,7 +47,7 @@ Deno.test("isCompatible: range, prefix and IPv6 presence", () => {
     ["v6-only ignores v4 part", V6ONLY, "0.0.0.0/0", "fd00:10:5:2::/64", true],
   ];
   for (const [name, c, s4, s6, want] of cases) {
-    assert.equal(
+    assertEquals(
       isCompatible(c, { subnet: n4(s4), ipv6Subnet: s6 ? n6(s6) : undefined }),
       want,
       name,
@@ -59,15 +60,15 @@ const fmt6 = (l: IP6Net[]) => l.map(formatNet6);
 
 Deno.test("freeSubnets4 walks SubnetMin..SubnetMax in SubnetLen steps, inclusive", () => {
   const small = cfg({ Network: "10.5.0.0/22" }); // /24s: .1, .2, .3 (first skipped)
-  assert.deepEqual(fmt4(freeSubnets4(small, [])), ["10.5.1.0/24", "10.5.2.0/24", "10.5.3.0/24"]);
+  assertEquals(fmt4(freeSubnets4(small, [])), ["10.5.1.0/24", "10.5.2.0/24", "10.5.3.0/24"]);
   const tiny = cfg({ Network: "192.168.7.0/28" }); // /30s
-  assert.deepEqual(fmt4(freeSubnets4(tiny, [])), [
+  assertEquals(fmt4(freeSubnets4(tiny, [])), [
     "192.168.7.4/30",
     "192.168.7.8/30",
     "192.168.7.12/30",
   ]);
   const top = cfg({ Network: "255.255.252.0/22" }); // no overflow past 255.255.255.255
-  assert.deepEqual(fmt4(freeSubnets4(top, [])), [
+  assertEquals(fmt4(freeSubnets4(top, [])), [
     "255.255.253.0/24",
     "255.255.254.0/24",
     "255.255.255.0/24",
@@ -76,21 +77,21 @@ Deno.test("freeSubnets4 walks SubnetMin..SubnetMax in SubnetLen steps, inclusive
 
 Deno.test("freeSubnets4 stays within bounds, aligned, at most 100", () => {
   const got = freeSubnets4(V4, []);
-  assert.equal(got.length, MAX_CANDIDATES);
-  assert.equal(MAX_CANDIDATES, 100);
-  assert.equal(formatNet4(got[0]), "10.5.10.0/24");
-  assert.equal(formatNet4(got[99]), "10.5.109.0/24");
+  assertEquals(got.length, MAX_CANDIDATES);
+  assertEquals(MAX_CANDIDATES, 100);
+  assertEquals(formatNet4(got[0]), "10.5.10.0/24");
+  assertEquals(formatNet4(got[99]), "10.5.109.0/24");
   for (const s of got) {
-    assert.ok(
+    assert(
       s.ip >= V4.subnetMin && s.ip <= V4.subnetMax && s.prefix === 24 && s.ip % 256 === 0,
       formatNet4(s),
     );
   }
-  assert.equal(freeSubnets4(V4, [], 5).length, 5);
+  assertEquals(freeSubnets4(V4, [], 5).length, 5);
   // Whole range is 191 subnets; with the first 100 taken, the rest are 91.
   const taken = got;
   const rest = freeSubnets4(V4, taken);
-  assert.deepEqual([rest.length, formatNet4(rest[0]), formatNet4(rest.at(-1)!)], [
+  assertEquals([rest.length, formatNet4(rest[0]), formatNet4(rest.at(-1)!)], [
     91,
     "10.5.110.0/24",
     "10.5.200.0/24",
@@ -111,16 +112,16 @@ Deno.test("freeSubnets4 skips taken subnets of any size, in any order", () => {
   const want = ["2", "3", "8", "10", "11", "12", "14", "15", "17", "18", "19", "20"].map((x) =>
     `10.5.${x}.0/24`
   );
-  assert.deepEqual(fmt4(freeSubnets4(c, taken)), want);
-  assert.deepEqual(
+  assertEquals(fmt4(freeSubnets4(c, taken)), want);
+  assertEquals(
     fmt4(freeSubnets4(c, [...taken].reverse())),
     want,
     "order of leases does not matter",
   );
   // A lease covering the whole network leaves nothing ("out of subnets").
-  assert.deepEqual(freeSubnets4(c, [n4("10.0.0.0/8")]), []);
+  assertEquals(freeSubnets4(c, [n4("10.0.0.0/8")]), []);
   // A big lease and a small one at the same address.
-  assert.deepEqual(fmt4(freeSubnets4(c, [n4("10.5.2.0/26"), n4("10.5.0.0/20")])).slice(0, 2), [
+  assertEquals(fmt4(freeSubnets4(c, [n4("10.5.2.0/26"), n4("10.5.0.0/20")])).slice(0, 2), [
     "10.5.16.0/24",
     "10.5.17.0/24",
   ]);
@@ -133,25 +134,25 @@ Deno.test("freeSubnets4 with many leases: only the first 100 free are returned",
     (_, i) => ({ ip: c.subnetMin + i * 2 * 256, prefix: 24 }),
   );
   const got = freeSubnets4(c, taken);
-  assert.equal(got.length, 100);
+  assertEquals(got.length, 100);
   // Every other /24 from SubnetMin is taken: the free ones are the odd steps.
-  got.forEach((s, i) => assert.equal(s.ip, c.subnetMin + (2 * i + 1) * 256));
+  got.forEach((s, i) => assertEquals(s.ip, c.subnetMin + (2 * i + 1) * 256));
 });
 
 Deno.test("freeSubnets6 walks IPv6SubnetMin upward and skips overlaps", () => {
   const c = cfg({ EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00:10:5::/62" });
-  assert.deepEqual(fmt6(freeSubnets6(c, [])), [
+  assertEquals(fmt6(freeSubnets6(c, [])), [
     "fd00:10:5:1::/64",
     "fd00:10:5:2::/64",
     "fd00:10:5:3::/64",
   ]);
-  assert.deepEqual(fmt6(freeSubnets6(c, [n6("fd00:10:5:2::/63")])), ["fd00:10:5:1::/64"]);
-  assert.deepEqual(fmt6(freeSubnets6(c, [n6("fd00:10:5:1::8/125")])), [
+  assertEquals(fmt6(freeSubnets6(c, [n6("fd00:10:5:2::/63")])), ["fd00:10:5:1::/64"]);
+  assertEquals(fmt6(freeSubnets6(c, [n6("fd00:10:5:1::8/125")])), [
     "fd00:10:5:2::/64",
     "fd00:10:5:3::/64",
   ]);
   const big = freeSubnets6(V6ONLY, [n6("fd00:10:5:1::/64")]);
-  assert.deepEqual([big.length, formatNet6(big[0]), formatNet6(big[99])], [
+  assertEquals([big.length, formatNet6(big[0]), formatNet6(big[99])], [
     100,
     "fd00:10:5:2::/64",
     "fd00:10:5:65::/64",
@@ -159,7 +160,7 @@ Deno.test("freeSubnets6 walks IPv6SubnetMin upward and skips overlaps", () => {
 });
 
 Deno.test("pickRandom: empty, deterministic with an injected rand", () => {
-  assert.equal(pickRandom([], () => 0), undefined);
+  assertEquals(pickRandom([], () => 0), undefined);
   const items = ["a", "b", "c", "d"];
   const cases: [number, string][] = [[0, "a"], [0.2499, "a"], [0.25, "b"], [0.5, "c"], [
     0.9999999,
@@ -174,5 +175,5 @@ Deno.test("pickRandom is roughly uniform with the default rand", () => {
   const items = Array.from({ length: n }, (_, i) => i);
   for (let i = 0; i < draws; i++) counts[pickRandom(items)!]++;
   // Expected 2000 each; σ ≈ 42, so ±400 is > 9σ yet catches any real bias.
-  for (const c of counts) assert.ok(c > 1600 && c < 2400, `counts ${counts}`);
+  for (const c of counts) assert(c > 1600 && c < 2400, `counts ${counts}`);
 });

@@ -1,5 +1,6 @@
-// Unit tests for lib/config.ts against FLANNEL.md §3 (defaults and validation).
-import assert from "node:assert/strict";
+// Unit tests for lib/values/config.ts: upstream's network config defaults and validation
+// (README "Network config").
+import { assertEquals, assertThrows } from "../helpers/assert.ts";
 import { eachCase } from "./table.ts";
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../../lib/values/config.ts";
 import { formatIP4, formatIP6, formatNet4, formatNet6 } from "../../lib/core/ip.ts";
@@ -9,12 +10,8 @@ const parse = (o: unknown): NetworkConfig => parseNetworkConfig(JSON.stringify(o
 /** Asserts that the config is rejected with a ConfigError naming `field`, message matching `re`. */
 function rejects(o: unknown, field: string, re: RegExp): void {
   const text = typeof o === "string" ? o : JSON.stringify(o);
-  assert.throws(() => parseNetworkConfig(text), (e: unknown) => {
-    assert.ok(e instanceof ConfigError, `not a ConfigError: ${e}`);
-    assert.equal(e.field, field, `${text}: ${e.message}`);
-    assert.match(e.message, re);
-    return true;
-  }, text);
+  const e = assertThrows(() => parseNetworkConfig(text), ConfigError, re);
+  assertEquals(e.field, field, `${text}: ${e.message}`);
 }
 
 /** v4 summary: [network, subnetLen, subnetMin, subnetMax]. */
@@ -28,14 +25,14 @@ const v6 = (c: NetworkConfig) => [
   formatIP6(c.ipv6SubnetMax),
 ];
 
-Deno.test("§3 example: /16 vxlan", () => {
+Deno.test("a /16 vxlan network: /24 subnets from .1.0 to .255.0, IPv4 only", () => {
   const c = parse({ Network: "10.5.0.0/16", Backend: { Type: "vxlan" } });
-  assert.deepEqual(v4(c), ["10.5.0.0/16", 24, "10.5.1.0", "10.5.255.0"]);
-  assert.equal(c.backendType, "vxlan");
-  assert.equal(c.enableIPv4, true);
-  assert.equal(c.enableIPv6, false);
-  assert.equal(c.enableNFTables, false);
-  assert.equal(c.ipv6Network, undefined);
+  assertEquals(v4(c), ["10.5.0.0/16", 24, "10.5.1.0", "10.5.255.0"]);
+  assertEquals(c.backendType, "vxlan");
+  assertEquals(c.enableIPv4, true);
+  assertEquals(c.enableIPv6, false);
+  assertEquals(c.enableNFTables, false);
+  assertEquals(c.ipv6Network, undefined);
 });
 
 // Rows: input network → [masked network, SubnetLen, SubnetMin, SubnetMax] (v4 and v6 rules alike).
@@ -67,22 +64,22 @@ Deno.test("explicit SubnetLen and bounds are kept", () => {
     SubnetMin: "10.5.10.64",
     SubnetMax: "10.5.20.192",
   });
-  assert.deepEqual(v4(c), ["10.5.0.0/16", 26, "10.5.10.64", "10.5.20.192"]);
+  assertEquals(v4(c), ["10.5.0.0/16", 26, "10.5.10.64", "10.5.20.192"]);
   // Defaults follow an explicit SubnetLen.
-  assert.deepEqual(v4(parse({ Network: "10.5.0.0/16", SubnetLen: 18 })), [
+  assertEquals(v4(parse({ Network: "10.5.0.0/16", SubnetLen: 18 })), [
     "10.5.0.0/16",
     18,
     "10.5.64.0",
     "10.5.192.0",
   ]);
-  assert.deepEqual(v4(parse({ Network: "10.5.0.0/16", SubnetLen: 30 })), [
+  assertEquals(v4(parse({ Network: "10.5.0.0/16", SubnetLen: 30 })), [
     "10.5.0.0/16",
     30,
     "10.5.0.4",
     "10.5.255.252",
   ]);
   // "0.0.0.0" is Go's zero IP: same as unset.
-  assert.deepEqual(v4(parse({ Network: "10.5.0.0/16", SubnetMin: "0.0.0.0" })).slice(2), [
+  assertEquals(v4(parse({ Network: "10.5.0.0/16", SubnetMin: "0.0.0.0" })).slice(2), [
     "10.5.1.0",
     "10.5.255.0",
   ]);
@@ -130,8 +127,8 @@ Deno.test("explicit IPv6SubnetLen and bounds are kept", () => {
     IPv6SubnetMin: "fd00:10:5:200::",
     IPv6SubnetMax: "fd00:10:5:f00::",
   });
-  assert.deepEqual(v6(c), ["fd00:10:5::/48", 56, "fd00:10:5:200::", "fd00:10:5:f00::"]);
-  assert.deepEqual(v6(parse({ ...V6NET, EnableIPv4: false, IPv6SubnetLen: 126 })).slice(1, 3), [
+  assertEquals(v6(c), ["fd00:10:5::/48", 56, "fd00:10:5:200::", "fd00:10:5:f00::"]);
+  assertEquals(v6(parse({ ...V6NET, EnableIPv4: false, IPv6SubnetLen: 126 })).slice(1, 3), [
     126,
     "fd00:10:5::4",
   ]);
@@ -161,21 +158,21 @@ Deno.test("v6 validation errors name the field", () => {
 
 Deno.test("EnableIPv4 / EnableIPv6 combinations", () => {
   const both = parse({ Network: "10.5.0.0/16", ...V6NET });
-  assert.deepEqual([both.enableIPv4, both.enableIPv6, v4(both)[1], v6(both)[1]], [
+  assertEquals([both.enableIPv4, both.enableIPv6, v4(both)[1], v6(both)[1]], [
     true,
     true,
     24,
     64,
   ]);
   const only6 = parse({ ...V6NET, EnableIPv4: false });
-  assert.deepEqual([only6.enableIPv4, only6.network, v6(only6)[0]], [
+  assertEquals([only6.enableIPv4, only6.network, v6(only6)[0]], [
     false,
     undefined,
     "fd00:10:5::/48",
   ]);
   // EnableIPv4:false makes Network optional; IPv6 fields are ignored while IPv6 is off.
   const only4 = parse({ Network: "10.5.0.0/16", IPv6Network: "garbage" });
-  assert.deepEqual([only4.enableIPv6, only4.ipv6Network], [false, undefined]);
+  assertEquals([only4.enableIPv6, only4.ipv6Network], [false, undefined]);
   rejects(
     { Network: "10.5.0.0/16", EnableIPv4: false, EnableIPv6: false },
     "EnableIPv4",
@@ -194,10 +191,10 @@ Deno.test("Backend type: absent → udp (upstream quirk), lower-cased, raw objec
   ];
   for (const [b, want] of cases) {
     const c = parse({ Network: "10.5.0.0/16", Backend: b });
-    assert.equal(c.backendType, want, JSON.stringify(b));
+    assertEquals(c.backendType, want, JSON.stringify(b));
   }
   const raw = { Type: "vxlan", VNI: 4096, Port: 4789, DirectRouting: true };
-  assert.deepEqual(parse({ Network: "10.5.0.0/16", Backend: raw }).backend, raw);
+  assertEquals(parse({ Network: "10.5.0.0/16", Backend: raw }).backend, raw);
 });
 
 Deno.test("field names match case-insensitively; unknown fields are ignored", () => {
@@ -214,14 +211,14 @@ Deno.test("field names match case-insensitively; unknown fields are ignored", ()
     Unknown: 1,
     Nested: { Network: "1.2.3.4/8" },
   });
-  assert.deepEqual(v4(c), ["10.6.0.0/16", 25, "10.6.2.0", "10.6.3.128"]);
-  assert.deepEqual([c.enableIPv6, c.ipv6SubnetLen, formatNet6(c.ipv6Network!)], [
+  assertEquals(v4(c), ["10.6.0.0/16", 25, "10.6.2.0", "10.6.3.128"]);
+  assertEquals([c.enableIPv6, c.ipv6SubnetLen, formatNet6(c.ipv6Network!)], [
     true,
     60,
     "fd00:1::/48",
   ]);
-  assert.equal(c.enableNFTables, true);
-  assert.equal(c.backendType, "vxlan");
+  assertEquals(c.enableNFTables, true);
+  assertEquals(c.backendType, "vxlan");
 });
 
 Deno.test("non-JSON and wrong types give a ConfigError naming the field", () => {

@@ -1,5 +1,12 @@
-// Unit tests for lib/flags.ts against FLANNEL.md §7 (Go `flag` syntax, env fallback).
-import assert from "node:assert/strict";
+// Unit tests for lib/values/flags.ts: upstream's flags and defaults (README "Flags"), Go `flag`
+// syntax, and the FLANNELD_* environment fallback.
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotMatch,
+  assertThrows,
+} from "../helpers/assert.ts";
 import { eachCase, eachNull } from "./table.ts";
 import {
   envName,
@@ -13,7 +20,7 @@ import {
 
 const vals = (argv: string[], env: Record<string, string> = {}) => parseFlags(argv, env).values;
 
-Deno.test("defaults match §7", () => {
+Deno.test("defaults are upstream's", () => {
   const v = vals([]);
   const want: Record<string, unknown> = {
     "etcd-endpoints": "http://127.0.0.1:4001,http://127.0.0.1:2379",
@@ -35,10 +42,10 @@ Deno.test("defaults match §7", () => {
     "version": false,
     "v": 0,
   };
-  for (const [k, w] of Object.entries(want)) assert.deepEqual(v[k as keyof FlagValues], w, k);
+  for (const [k, w] of Object.entries(want)) assertEquals(v[k as keyof FlagValues], w, k);
   const p = parseFlags([]);
-  assert.equal(p.help, false);
-  assert.equal(p.explicit.size, 0);
+  assertEquals(p.help, false);
+  assertEquals(p.explicit.size, 0);
 });
 
 Deno.test("-flag / --flag with =value or a separate value", () => {
@@ -51,14 +58,14 @@ Deno.test("-flag / --flag with =value or a separate value", () => {
     ]
   ) {
     const p = parseFlags(argv);
-    assert.equal(p.values["etcd-prefix"], "/x", argv.join(" "));
-    assert.ok(p.explicit.has("etcd-prefix"));
+    assertEquals(p.values["etcd-prefix"], "/x", argv.join(" "));
+    assert(p.explicit.has("etcd-prefix"));
   }
   // A value may itself look like a flag or contain '='.
-  assert.equal(vals(["-public-ip", "-5"])["public-ip"], "-5");
-  assert.equal(vals(["-etcd-endpoints=http://a:1/?x=y"])["etcd-endpoints"], "http://a:1/?x=y");
-  assert.equal(vals(["-etcd-password="])["etcd-password"], "");
-  assert.equal(vals(["-etcd-prefix=/a", "-etcd-prefix=/b"])["etcd-prefix"], "/b", "last wins");
+  assertEquals(vals(["-public-ip", "-5"])["public-ip"], "-5");
+  assertEquals(vals(["-etcd-endpoints=http://a:1/?x=y"])["etcd-endpoints"], "http://a:1/?x=y");
+  assertEquals(vals(["-etcd-password="])["etcd-password"], "");
+  assertEquals(vals(["-etcd-prefix=/a", "-etcd-prefix=/b"])["etcd-prefix"], "/b", "last wins");
 });
 
 Deno.test("booleans: -flag, -flag=false, --flag=0, default-true flag turned off", () => {
@@ -82,7 +89,7 @@ Deno.test("booleans: -flag, -flag=false, --flag=0, default-true flag turned off"
   );
   // A bool never takes the next argument: it ends the flags as a positional.
   const p = parseFlags(["-ip-masq", "false", "-v=3"]);
-  assert.deepEqual([p.values["ip-masq"], p.values["v"], p.positionals], [true, 0, [
+  assertEquals([p.values["ip-masq"], p.values["v"], p.positionals], [true, 0, [
     "false",
     "-v=3",
   ]]);
@@ -97,15 +104,15 @@ Deno.test("ints and durations", () => {
     "-iptables-resync",
     "10",
   ]);
-  assert.deepEqual([
+  assertEquals([
     v["v"],
     v["healthz-port"],
     v["subnet-lease-renew-margin"],
     v["iptables-resync"],
   ], [3, 8080, 1439, 10]);
-  assert.equal(vals(["-subnet-lease-renew-margin=1"])["subnet-lease-renew-margin"], 1);
-  assert.equal(vals(["-subnet-lease-ttl=1h30m"])["subnet-lease-ttl"], 5400);
-  assert.equal(vals(["-reconcile-interval", "90"])["reconcile-interval"], 90);
+  assertEquals(vals(["-subnet-lease-renew-margin=1"])["subnet-lease-renew-margin"], 1);
+  assertEquals(vals(["-subnet-lease-ttl=1h30m"])["subnet-lease-ttl"], 5400);
+  assertEquals(vals(["-reconcile-interval", "90"])["reconcile-interval"], 90);
 });
 
 Deno.test("parseDuration", () => {
@@ -124,8 +131,8 @@ Deno.test("parseDuration", () => {
 
 Deno.test("repeatable -iface keeps every value in order", () => {
   const v = vals(["-iface", "eth0", "--iface=10.0.0.1", "-iface-regex", "^en", "-iface", "wlan0"]);
-  assert.deepEqual(v["iface"], ["eth0", "10.0.0.1", "wlan0"]);
-  assert.deepEqual(v["iface-regex"], ["^en"]);
+  assertEquals(v["iface"], ["eth0", "10.0.0.1", "wlan0"]);
+  assertEquals(v["iface-regex"], ["^en"]);
 });
 
 Deno.test("environment fallback FLANNELD_<NAME>; command line wins", () => {
@@ -138,28 +145,28 @@ Deno.test("environment fallback FLANNELD_<NAME>; command line wins", () => {
     FLANNELD_PUBLIC_IP: "", // empty: ignored
   };
   const p = parseFlags([], env);
-  assert.equal(p.values["etcd-endpoints"], "http://e:2379");
-  assert.deepEqual(p.values["iface"], ["eth1"]);
-  assert.equal(p.values["ip-masq"], true);
-  assert.equal(p.values["iptables-forward-rules"], false);
-  assert.equal(p.values["subnet-lease-renew-margin"], 30);
-  assert.equal(p.values["public-ip"], "");
-  assert.ok(p.explicit.has("ip-masq") && !p.explicit.has("public-ip"));
+  assertEquals(p.values["etcd-endpoints"], "http://e:2379");
+  assertEquals(p.values["iface"], ["eth1"]);
+  assertEquals(p.values["ip-masq"], true);
+  assertEquals(p.values["iptables-forward-rules"], false);
+  assertEquals(p.values["subnet-lease-renew-margin"], 30);
+  assertEquals(p.values["public-ip"], "");
+  assert(p.explicit.has("ip-masq") && !p.explicit.has("public-ip"));
 
   const q = parseFlags(
     ["-etcd-endpoints=http://cli:2379", "-iface", "eth9", "-ip-masq=false"],
     env,
   );
-  assert.deepEqual(
+  assertEquals(
     [q.values["etcd-endpoints"], q.values["iface"], q.values["ip-masq"]],
     ["http://cli:2379", ["eth9"], false],
   );
 });
 
 Deno.test("envName", () => {
-  assert.equal(envName("etcd-endpoints"), "FLANNELD_ETCD_ENDPOINTS");
-  assert.equal(envName("log_backtrace_at"), "FLANNELD_LOG_BACKTRACE_AT");
-  assert.equal(envName("a.b-c"), "FLANNELD_A_B_C");
+  assertEquals(envName("etcd-endpoints"), "FLANNELD_ETCD_ENDPOINTS");
+  assertEquals(envName("log_backtrace_at"), "FLANNELD_LOG_BACKTRACE_AT");
+  assertEquals(envName("a.b-c"), "FLANNELD_A_B_C");
 });
 
 Deno.test("parsing stops at the first non-flag argument, '-' or after '--'", () => {
@@ -172,9 +179,9 @@ Deno.test("parsing stops at the first non-flag argument, '-' or after '--'", () 
   ];
   for (const [argv, rest, masq] of cases) {
     const p = parseFlags(argv);
-    assert.deepEqual(p.positionals, rest, argv.join(" "));
-    assert.equal(p.values["ip-masq"], masq, argv.join(" "));
-    assert.equal(p.values["v"], 0, argv.join(" "));
+    assertEquals(p.positionals, rest, argv.join(" "));
+    assertEquals(p.values["ip-masq"], masq, argv.join(" "));
+    assertEquals(p.values["v"], 0, argv.join(" "));
   }
 });
 
@@ -203,30 +210,27 @@ Deno.test("errors throw FlagError with a clear message", () => {
   ];
   for (const [argv, env, re] of cases) {
     const what = `${argv.join(" ")} ${JSON.stringify(env)}`;
-    assert.throws(
-      () => parseFlags(argv, env),
-      (e: unknown) => e instanceof FlagError && re.test(e.message),
-      what,
-    );
+    const e = assertThrows(() => parseFlags(argv, env), FlagError);
+    assertMatch(e.message, re, what);
   }
 });
 
 Deno.test("-h / -help / --help set help", () => {
   for (const argv of [["-h"], ["--h"], ["-help"], ["--help"], ["-ip-masq", "-h"]]) {
-    assert.equal(parseFlags(argv).help, true, argv.join(" "));
+    assertEquals(parseFlags(argv).help, true, argv.join(" "));
   }
 });
 
 Deno.test("usage() lists every flag with its type and non-zero default", () => {
   const u = usage();
-  for (const f of FLAGS) assert.match(u, new RegExp(`^ {2}-${f.name}( |$)`, "m"), f.name);
-  assert.match(
+  for (const f of FLAGS) assertMatch(u, new RegExp(`^ {2}-${f.name}( |$)`, "m"), f.name);
+  assertMatch(
     u,
     /^ {2}-etcd-prefix string\n\s+\tetcd prefix \(default "\/coreos\.com\/network"\)$/m,
   );
-  assert.match(u, /^ {2}-subnet-lease-renew-margin int\n.*\(default 60\)$/m);
-  assert.match(u, /^ {2}-iptables-forward-rules\n.*\(default true\)$/m);
-  assert.match(u, /^ {2}-iface value$/m);
-  assert.doesNotMatch(u, /^ {2}-ip-masq\n.*\(default/m, "false bools show no default");
-  assert.match(u, /FLANNELD_/);
+  assertMatch(u, /^ {2}-subnet-lease-renew-margin int\n.*\(default 60\)$/m);
+  assertMatch(u, /^ {2}-iptables-forward-rules\n.*\(default true\)$/m);
+  assertMatch(u, /^ {2}-iface value$/m);
+  assertNotMatch(u, /^ {2}-ip-masq\n.*\(default/m, "false bools show no default");
+  assertMatch(u, /FLANNELD_/);
 });

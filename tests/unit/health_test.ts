@@ -1,6 +1,6 @@
-// Unit tests for lib/health: readiness rules, the Prometheus formatter and the backend
+// Unit tests for lib/daemon/health: readiness rules, the Prometheus formatter and the backend
 // stats mapping, the HTTP routes against a fake daemon state, and sd_notify datagrams.
-import assert from "node:assert/strict";
+import { assertEquals, assertMatch, assertThrows } from "../helpers/assert.ts";
 import { type ReadinessInput, readinessProblems } from "../../lib/daemon/health/readiness.ts";
 import { formatFamilies } from "../../lib/daemon/health/prometheus.ts";
 import { backendFamilies } from "../../lib/daemon/health/backend_metrics.ts";
@@ -28,10 +28,10 @@ const healthy: ReadinessInput = {
 };
 
 Deno.test("readiness: healthy snapshot has no problems", () => {
-  assert.deepEqual(readinessProblems(healthy), []);
-  assert.deepEqual(readinessProblems({ ...healthy, rulesInPlace: true }), []);
+  assertEquals(readinessProblems(healthy), []);
+  assertEquals(readinessProblems({ ...healthy, rulesInPlace: true }), []);
   // A reservation (expiration 0) never expires.
-  assert.deepEqual(readinessProblems({ ...healthy, lease: { ...lease, expiration: 0 } }), []);
+  assertEquals(readinessProblems({ ...healthy, lease: { ...lease, expiration: 0 } }), []);
 });
 
 Deno.test("readiness: each failing condition gives its reason", () => {
@@ -53,16 +53,16 @@ Deno.test("readiness: each failing condition gives its reason", () => {
   ];
   for (const [patch, re] of cases) {
     const p = readinessProblems({ ...healthy, ...patch });
-    assert.equal(p.length, 1, `${JSON.stringify(patch)} → ${p}`);
-    assert.match(p[0], re);
+    assertEquals(p.length, 1, `${JSON.stringify(patch)} → ${p}`);
+    assertMatch(p[0], re);
   }
   // A short disconnect (reconnect after compaction) is tolerated.
-  assert.deepEqual(
+  assertEquals(
     readinessProblems({ ...healthy, watch: { connected: false, lastResponseAt: NOW - 1000 } }),
     [],
   );
   // Before etcd ever answered, the silence counts from process start.
-  assert.match(
+  assertMatch(
     readinessProblems({ ...healthy, etcdLastAnswerAt: 0, startedAt: NOW - 30_000 }).join(),
     /etcd not answering for 30 s/,
   );
@@ -82,34 +82,36 @@ Deno.test("prometheus: formatter output parses strictly; escapes label values", 
     },
     { name: "empty", help: "left out", type: "gauge", samples: [] },
   ]);
-  assert.equal(
+  assertEquals(
     text,
     '# HELP x_total a \\\\ help\\nline\n# TYPE x_total counter\nx_total 3\n# HELP y g\n# TYPE y gauge\ny{a="q\\"u\\\\o\\nte"} NaN\ny{a="b"} +Inf\n',
   );
   const fams = parsePrometheus(text);
-  assert.equal(fams.get("y")!.samples[0].labels.a, 'q"u\\o\nte');
-  assert.equal(fams.has("empty"), false);
-  assert.throws(
+  assertEquals(fams.get("y")!.samples[0].labels.a, 'q"u\\o\nte');
+  assertEquals(fams.has("empty"), false);
+  assertThrows(
     () => formatFamilies([{ name: "x", help: "", type: "counter", samples: [{ value: 1 }] }]),
+    Error,
     /_total/,
   );
-  assert.throws(
+  assertThrows(
     () => formatFamilies([{ name: "1x", help: "", type: "gauge", samples: [{ value: 1 }] }]),
+    Error,
     /invalid metric name/,
   );
 });
 
 Deno.test("prometheus parser rejects malformed text", () => {
-  const bad = [
-    "x 1\n", // no TYPE
-    "# TYPE x counter\nx_total 1\n", // counter without _total
-    "# TYPE x gauge\nx{a=b} 1\n", // unquoted label
-    "# TYPE x gauge\nx 1\nx 2\n", // duplicate series
-    "# TYPE x gauge\nx one\n", // bad value
-    "# TYPE x gauge\n# TYPE y gauge\nx 1\n", // x's samples not after its TYPE
-    "# TYPE x gauge\nx 1", // no final newline
+  const bad: [string, string][] = [
+    ["x 1\n", "line 1: sample x outside its family"], // no TYPE
+    ["# TYPE x counter\nx_total 1\n", "line 1: counter x does not end in _total"],
+    ["# TYPE x gauge\nx{a=b} 1\n", "line 2: bad labels"], // unquoted label
+    ["# TYPE x gauge\nx 1\nx 2\n", "line 3: duplicate series"],
+    ["# TYPE x gauge\nx one\n", "line 2: bad value"],
+    ["# TYPE x gauge\n# TYPE y gauge\nx 1\n", "line 3: sample x outside its family"],
+    ["# TYPE x gauge\nx 1", "must end with a newline"],
   ];
-  for (const t of bad) assert.throws(() => parsePrometheus(t), Error, JSON.stringify(t));
+  for (const [t, why] of bad) assertThrows(() => parsePrometheus(t), Error, why);
 });
 
 Deno.test("backend stats map onto labelled families", () => {
@@ -127,33 +129,33 @@ Deno.test("backend stats map onto labelled families", () => {
     reconciles: 9,
   });
   const parsed = parsePrometheus(formatFamilies(fams));
-  assert.equal(
+  assertEquals(
     metricValue(parsed, "flannel_backend_packets_total", { backend: "udp", direction: "rx" }),
     7,
   );
-  assert.equal(metricValue(parsed, "flannel_backend_bytes_total", { direction: "rx" }), 700);
-  assert.equal(
+  assertEquals(metricValue(parsed, "flannel_backend_bytes_total", { direction: "rx" }), 700);
+  assertEquals(
     metricValue(parsed, "flannel_backend_dropped_packets_total", {
       direction: "rx",
       reason: "malformed",
     }),
     2,
   );
-  assert.equal(
+  assertEquals(
     metricValue(parsed, "flannel_backend_dropped_packets_total", {
       direction: "tx",
       reason: "no_route",
     }),
     3,
   );
-  assert.equal(
+  assertEquals(
     metricValue(parsed, "flannel_backend_repairs_total"),
     4,
     "sum over kinds; the plain sum key is not double-counted",
   );
-  assert.equal(metricValue(parsed, "flannel_backend_repairs_total", { kind: "fdb" }), 1);
-  assert.equal(parsed.get("flannel_backend_peers")!.type, "gauge");
-  assert.equal(metricValue(parsed, "flannel_backend_reconciles_total"), 9);
+  assertEquals(metricValue(parsed, "flannel_backend_repairs_total", { kind: "fdb" }), 1);
+  assertEquals(parsed.get("flannel_backend_peers")!.type, "gauge");
+  assertEquals(metricValue(parsed, "flannel_backend_reconciles_total"), 9);
 });
 
 function fakeState(): HealthState {
@@ -199,8 +201,8 @@ Deno.test("routes: /healthz, /readyz 200 and 503 with reasons, /metrics", async 
     const r = handle(new Request(`http://x${p}`), m);
     return { status: r.status, body: await r.text(), type: r.headers.get("content-type") };
   };
-  assert.deepEqual((await get("/healthz")).body, "flanneld is running");
-  assert.deepEqual(await get("/readyz"), {
+  assertEquals((await get("/healthz")).body, "flanneld is running");
+  assertEquals(await get("/readyz"), {
     status: 200,
     body: "flanneld is ready",
     type: "text/plain; charset=utf-8",
@@ -208,36 +210,36 @@ Deno.test("routes: /healthz, /readyz 200 and 503 with reasons, /metrics", async 
   state.subnetEnvWritten = false;
   state.rulesInPlace = false;
   const r = await get("/readyz");
-  assert.equal(r.status, 503);
-  assert.equal(
+  assertEquals(r.status, 503);
+  assertEquals(
     r.body,
     "flanneld is not ready yet\nsubnet.env not written yet\niptables rules not in place\n",
   );
   const met = await get("/metrics");
-  assert.equal(met.type, "text/plain; version=0.0.4; charset=utf-8");
+  assertEquals(met.type, "text/plain; version=0.0.4; charset=utf-8");
   const fams = parsePrometheus(met.body);
-  assert.equal(metricValue(fams, "flannel_ready"), 0);
-  assert.equal(metricValue(fams, "flannel_iptables_rules_in_place"), 0);
-  assert.equal(fams.get("flannel_lease_info")!.samples[0].labels.subnet, "10.5.52.0/24");
-  assert.equal(
+  assertEquals(metricValue(fams, "flannel_ready"), 0);
+  assertEquals(metricValue(fams, "flannel_iptables_rules_in_place"), 0);
+  assertEquals(fams.get("flannel_lease_info")!.samples[0].labels.subnet, "10.5.52.0/24");
+  assertEquals(
     metricValue(fams, "flannel_lease_expiry_timestamp_seconds"),
     (NOW + 3600_000) / 1000,
   );
-  assert.equal(metricValue(fams, "flannel_lease_renew_failures_total"), 1);
-  assert.equal(metricValue(fams, "flannel_watch_events_total"), 3);
-  assert.equal(metricValue(fams, "flannel_peers_known"), 2);
-  assert.equal(
+  assertEquals(metricValue(fams, "flannel_lease_renew_failures_total"), 1);
+  assertEquals(metricValue(fams, "flannel_watch_events_total"), 3);
+  assertEquals(metricValue(fams, "flannel_peers_known"), 2);
+  assertEquals(
     metricValue(fams, "flannel_backend_dropped_packets_total", { reason: "malformed" }),
     4,
   );
-  assert.equal((await get("/nope")).status, 404);
+  assertEquals((await get("/nope")).status, 404);
 });
 
 Deno.test("routes: /metrics parses before the daemon has any state", async () => {
   const m = new HealthMonitor({ subnetEnvWritten: false }, null);
   const fams = parsePrometheus(await handle(new Request("http://x/metrics"), m).text());
-  assert.equal(metricValue(fams, "flannel_ready"), 0);
-  assert.equal(fams.has("flannel_lease_info"), false);
+  assertEquals(metricValue(fams, "flannel_ready"), 0);
+  assertEquals(fams.has("flannel_lease_info"), false);
 });
 
 Deno.test("sd_notify: datagrams reach a path socket and an abstract socket", async () => {
@@ -245,27 +247,27 @@ Deno.test("sd_notify: datagrams reach a path socket and an abstract socket", asy
   const sock = new NotifySocket(`${dir}/notify.sock`);
   const abstract = new NotifySocket(`@flannel-test-${Deno.pid}`);
   try {
-    assert.equal(sdNotify("READY=1", sock.path), true);
-    assert.equal(await sock.waitFor(() => true, 5000), "READY=1");
-    assert.equal(sdNotify("STOPPING=1", abstract.path), true);
-    assert.equal(await abstract.waitFor(() => true, 5000), "STOPPING=1");
-    assert.equal(sdNotify("READY=1", undefined), false, "no socket: no-op");
-    assert.equal(sdNotify("X=1", `${dir}/missing.sock`), false, "failure is reported, not thrown");
+    assertEquals(sdNotify("READY=1", sock.path), true);
+    assertEquals(await sock.waitFor(() => true, 5000), "READY=1");
+    assertEquals(sdNotify("STOPPING=1", abstract.path), true);
+    assertEquals(await abstract.waitFor(() => true, 5000), "STOPPING=1");
+    assertEquals(sdNotify("READY=1", undefined), false, "no socket: no-op");
+    assertEquals(sdNotify("X=1", `${dir}/missing.sock`), false, "failure is reported, not thrown");
   } finally {
     await sock.close();
     await abstract.close();
     Deno.removeSync(dir, { recursive: true });
   }
   const abs = sockaddrUn("@flannel-test");
-  assert.deepEqual([...abs.subarray(2)], [0, ...new TextEncoder().encode("flannel-test")]);
-  assert.equal(abs.byteLength, 2 + 13);
-  assert.equal(sockaddrUn("/run/x").byteLength, 2 + 6 + 1);
+  assertEquals([...abs.subarray(2)], [0, ...new TextEncoder().encode("flannel-test")]);
+  assertEquals(abs.byteLength, 2 + 13);
+  assertEquals(sockaddrUn("/run/x").byteLength, 2 + 6 + 1);
 });
 
 Deno.test("sd_notify: watchdog interval is half of WATCHDOG_USEC, for our pid only", () => {
-  assert.equal(watchdogIntervalMs({ WATCHDOG_USEC: "20000000" }, 5), 10_000);
-  assert.equal(watchdogIntervalMs({ WATCHDOG_USEC: "20000000", WATCHDOG_PID: "5" }, 5), 10_000);
-  assert.equal(watchdogIntervalMs({ WATCHDOG_USEC: "20000000", WATCHDOG_PID: "6" }, 5), null);
-  assert.equal(watchdogIntervalMs({}, 5), null);
-  assert.equal(watchdogIntervalMs({ WATCHDOG_USEC: "junk" }, 5), null);
+  assertEquals(watchdogIntervalMs({ WATCHDOG_USEC: "20000000" }, 5), 10_000);
+  assertEquals(watchdogIntervalMs({ WATCHDOG_USEC: "20000000", WATCHDOG_PID: "5" }, 5), 10_000);
+  assertEquals(watchdogIntervalMs({ WATCHDOG_USEC: "20000000", WATCHDOG_PID: "6" }, 5), null);
+  assertEquals(watchdogIntervalMs({}, 5), null);
+  assertEquals(watchdogIntervalMs({ WATCHDOG_USEC: "junk" }, 5), null);
 });

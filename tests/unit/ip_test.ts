@@ -1,5 +1,5 @@
-// Unit tests for lib/ip.ts: Go-compatible text forms, CIDR masking, containment.
-import assert from "node:assert/strict";
+// Unit tests for lib/core/ip.ts: Go-compatible text forms, CIDR masking, containment.
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { eachCase, eachNull } from "./table.ts";
 import {
   contains4,
@@ -80,23 +80,23 @@ Deno.test("parseCIDR4 masks host bits; rejects bad input", () => {
 });
 
 Deno.test("parseIfaceCIDR4 keeps host bits", () => {
-  assert.deepEqual(parseIfaceCIDR4("10.5.52.1/24"), { ip: parseIP4("10.5.52.1"), prefix: 24 });
-  assert.equal(parseIfaceCIDR4("10.5.52.1"), null);
+  assertEquals(parseIfaceCIDR4("10.5.52.1/24"), { ip: parseIP4("10.5.52.1"), prefix: 24 });
+  assertEquals(parseIfaceCIDR4("10.5.52.1"), null);
 });
 
 Deno.test("contains4 / overlaps4 / equal4", () => {
   const n16 = parseCIDR4("10.5.0.0/16")!;
   const n24 = parseCIDR4("10.5.52.0/24")!;
   const other = parseCIDR4("10.6.0.0/16")!;
-  assert.ok(contains4(n16, parseIP4("10.5.255.255")!));
-  assert.ok(!contains4(n16, parseIP4("10.6.0.0")!));
-  assert.ok(!contains4(n16, parseIP4("10.4.255.255")!));
-  assert.ok(overlaps4(n16, n24) && overlaps4(n24, n16), "overlap is symmetric");
-  assert.ok(!overlaps4(n16, other) && !overlaps4(other, n16));
-  assert.ok(!overlaps4(n24, parseCIDR4("10.5.53.0/24")!), "adjacent subnets do not overlap");
-  assert.ok(overlaps4(parseCIDR4("0.0.0.0/0")!, n24));
-  assert.ok(equal4(n24, ip4Net(parseIP4("10.5.52.77")!, 24)));
-  assert.ok(!equal4(n24, ip4Net(parseIP4("10.5.52.0")!, 25)));
+  assert(contains4(n16, parseIP4("10.5.255.255")!));
+  assert(!contains4(n16, parseIP4("10.6.0.0")!));
+  assert(!contains4(n16, parseIP4("10.4.255.255")!));
+  assert(overlaps4(n16, n24) && overlaps4(n24, n16), "overlap is symmetric");
+  assert(!overlaps4(n16, other) && !overlaps4(other, n16));
+  assert(!overlaps4(n24, parseCIDR4("10.5.53.0/24")!), "adjacent subnets do not overlap");
+  assert(overlaps4(parseCIDR4("0.0.0.0/0")!, n24));
+  assert(equal4(n24, ip4Net(parseIP4("10.5.52.77")!, 24)));
+  assert(!equal4(n24, ip4Net(parseIP4("10.5.52.0")!, 25)));
 });
 
 // Go's net.IP.String: lowercase, longest zero run (≥2 groups) compressed, first on a tie.
@@ -184,8 +184,8 @@ Deno.test("parseCIDR6 masks host bits; rejects bad input", () => {
 Deno.test("contains6 / overlaps6", () => {
   const n48 = parseCIDR6("fd00:10:5::/48")!;
   const n64 = parseCIDR6("fd00:10:5:7::/64")!;
-  assert.ok(contains6(n48, parseIP6("fd00:10:5:ffff::1")!));
-  assert.ok(!contains6(n48, parseIP6("fd00:10:6::")!));
-  assert.ok(overlaps6(n48, n64) && overlaps6(n64, n48));
-  assert.ok(!overlaps6(n64, parseCIDR6("fd00:10:5:8::/64")!));
+  assert(contains6(n48, parseIP6("fd00:10:5:ffff::1")!));
+  assert(!contains6(n48, parseIP6("fd00:10:6::")!));
+  assert(overlaps6(n48, n64) && overlaps6(n64, n48));
+  assert(!overlaps6(n64, parseCIDR6("fd00:10:5:8::/64")!));
 });

@@ -1,6 +1,6 @@
-// Unit tests for lib/iptables/rules.ts and nft_rules.ts: rule text byte for byte against
-// FLANNEL.md §14 (upstream's wording and order), and the restore payloads.
-import assert from "node:assert/strict";
+// Unit tests for lib/iptables/rules.ts and nft_rules.ts: rule text byte for byte in upstream's
+// wording and order (tests/helpers/flannel_rules.ts), and the restore payloads.
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { eachCase } from "./table.ts";
 import {
   allPresent,
@@ -23,38 +23,38 @@ import { upstreamForwardLines, upstreamMasqLines } from "../helpers/flannel_rule
 const N = "10.5.0.0/16";
 const S = "10.5.52.0/24";
 
-/** §14's rules for N and S, as iptables-save prints them. */
+/** Upstream's rules for N and S, as iptables-save prints them. */
 const MASQ_V4 = upstreamMasqLines(N, S, true);
 const FORWARD_V4 = upstreamForwardLines(N);
 
 const lines = (rules: ReturnType<typeof masqRules>) => rules.map((r) => formatRule(r));
 
 Deno.test("masquerade rules: upstream text and order, --random-fully only when asked", () => {
-  // One line spelled out in full, as §14 words it, so the fixture itself is checked too.
-  assert.equal(
+  // One line spelled out in full, as upstream words it, so the fixture itself is checked too.
+  assertEquals(
     MASQ_V4[5],
     `-A FLANNEL-POSTRTG -s 10.5.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`,
   );
-  assert.deepEqual(lines(masqRules(N, S, 4, true)), MASQ_V4);
-  assert.deepEqual(
+  assertEquals(lines(masqRules(N, S, 4, true)), MASQ_V4);
+  assertEquals(
     lines(masqRules(N, S, 4, false)),
     MASQ_V4.map((l) => l.replace(" --random-fully", "")),
   );
-  assert.ok(masqRules(N, S, 4, true).every((r) => r.table === "nat"));
+  assert(masqRules(N, S, 4, true).every((r) => r.table === "nat"));
 });
 
 Deno.test("masquerade rules IPv6 use ff00::/8 instead of 224.0.0.0/4", () => {
   const got = lines(masqRules("fd00:10::/48", "fd00:10:0:5::/64", 6, true));
-  assert.deepEqual(got, upstreamMasqLines("fd00:10::/48", "fd00:10:0:5::/64", true, "ff00::/8"));
-  assert.equal(
+  assertEquals(got, upstreamMasqLines("fd00:10::/48", "fd00:10:0:5::/64", true, "ff00::/8"));
+  assertEquals(
     got[5],
     `-A FLANNEL-POSTRTG -s fd00:10::/48 ! -d ff00::/8 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`,
   );
 });
 
 Deno.test("forward rules: upstream text and order in table filter", () => {
-  assert.deepEqual(lines(forwardRules(N)), FORWARD_V4);
-  assert.ok(forwardRules(N).every((r) => r.table === "filter"));
+  assertEquals(lines(forwardRules(N)), FORWARD_V4);
+  assert(forwardRules(N).every((r) => r.table === "filter"));
 });
 
 const SAVE_HEAD =
@@ -71,10 +71,10 @@ const del = (line: string) => line.replace("-A", "-D");
 Deno.test("first install creates or flushes the chain, replaces the jump, appends in order", () => {
   const rules = masqRules(N, S, 4, true);
   // Nothing there yet.
-  assert.equal(installPayload(rules, parseSave(""), true), natPayload([DECL, ...MASQ_V4]));
+  assertEquals(installPayload(rules, parseSave(""), true), natPayload([DECL, ...MASQ_V4]));
   // A previous run's rules: the jump in POSTROUTING is deleted before re-appending; the
   // chain's own rules go with the flush its declaration does.
-  assert.equal(
+  assertEquals(
     installPayload(rules, natSave(MASQ_V4), true),
     natPayload([DECL, del(MASQ_V4[0]), ...MASQ_V4]),
   );
@@ -82,14 +82,14 @@ Deno.test("first install creates or flushes the chain, replaces the jump, append
 
 Deno.test("resync: complete set untouched; a missing rule re-adds all, deleting the present ones", () => {
   const rules = masqRules(N, S, 4, true);
-  assert.ok(allPresent(rules, natSave(MASQ_V4)));
+  assert(allPresent(rules, natSave(MASQ_V4)));
   const partial = natSave(MASQ_V4.filter((_, i) => i !== 4));
-  assert.ok(!allPresent(rules, partial));
+  assert(!allPresent(rules, partial));
   const want = MASQ_V4.flatMap((l, i) => i === 4 ? [l] : [del(l), l]);
-  assert.equal(installPayload(rules, partial, false), natPayload(want));
+  assertEquals(installPayload(rules, partial, false), natPayload(want));
   // Chain gone (e.g. `iptables -t nat -X`): recreated, nothing of it to delete.
   const noChain = parseSave(`${SAVE_HEAD}${MASQ_V4[0]}\nCOMMIT\n`);
-  assert.equal(
+  assertEquals(
     installPayload(rules, noChain, false),
     natPayload([DECL, del(MASQ_V4[0]), ...MASQ_V4]),
   );
@@ -101,8 +101,8 @@ Deno.test("stale rules: only present ones deleted, each once", () => {
     ...masqRules("10.6.0.0/16", "10.6.1.0/24", 4, false),
   ];
   const present = upstreamMasqLines("10.6.0.0/16", "10.6.1.0/24", false);
-  assert.equal(deletePayload(old, natSave(present)), natPayload(present.map(del)));
-  assert.equal(deletePayload(old, parseSave("")), "");
+  assertEquals(deletePayload(old, natSave(present)), natPayload(present.map(del)));
+  assertEquals(deletePayload(old, parseSave("")), "");
 });
 
 Deno.test("purge removes jumps to flannel chains and the chains, nothing else", () => {
@@ -113,12 +113,12 @@ Deno.test("purge removes jumps to flannel chains and the chains, nothing else", 
     `*filter\n:FORWARD ACCEPT [0:0]\n:FLANNEL-FWD - [0:0]\n${
       FORWARD_V4.join("\n")
     }\nCOMMIT\n*mangle\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n`;
-  assert.equal(
+  assertEquals(
     purgePayload(parseSave(save)),
     `*nat\n${MASQ_V4[0].replace("-A", "-D")}\n-F FLANNEL-POSTRTG\n-X FLANNEL-POSTRTG\nCOMMIT\n` +
       `*filter\n${FORWARD_V4[0].replace("-A", "-D")}\n-F FLANNEL-FWD\n-X FLANNEL-FWD\nCOMMIT\n`,
   );
-  assert.equal(purgePayload(parseSave(`${SAVE_HEAD}COMMIT\n`)), "");
+  assertEquals(purgePayload(parseSave(`${SAVE_HEAD}COMMIT\n`)), "");
 });
 
 Deno.test("version checks: random-fully, restore --wait, legacy vs nf_tables", () => {
@@ -129,8 +129,8 @@ Deno.test("version checks: random-fully, restore --wait, legacy vs nf_tables", (
     ["iptables v1.4.21", false],
     ["garbage", false],
   ]);
-  assert.equal(supportsRandomFully("iptables v1.8.7 (legacy)", "3.10.0-1160.el7.x86_64"), false);
-  assert.equal(supportsRandomFully("iptables v1.8.7 (legacy)", "3.13.0"), true);
+  assertEquals(supportsRandomFully("iptables v1.8.7 (legacy)", "3.10.0-1160.el7.x86_64"), false);
+  assertEquals(supportsRandomFully("iptables v1.8.7 (legacy)", "3.13.0"), true);
   eachCase(supportsRestoreWait, [["iptables v1.6.2", true], ["iptables v1.6.0", false], [
     "iptables v2.0.0",
     true,
@@ -146,7 +146,7 @@ Deno.test("version checks: random-fully, restore --wait, legacy vs nf_tables", (
 });
 
 Deno.test("nftables scripts: upstream tables, chains and rules", () => {
-  assert.equal(
+  assertEquals(
     nftMasqScript(4, N, S, true),
     `add table ip flannel-ipv4 { comment "rules for flannel-ipv4" ; }
 add chain ip flannel-ipv4 postrtg { type nat hook postrouting priority srcnat ; comment "chain to manage traffic masquerading by flannel" ; }
@@ -159,7 +159,7 @@ add rule ip flannel-ipv4 postrtg ip saddr 10.5.0.0/16 ip daddr != 224.0.0.0/4 ma
 add rule ip flannel-ipv4 postrtg ip saddr != 10.5.0.0/16 ip daddr 10.5.0.0/16 masquerade fully-random
 `,
   );
-  assert.equal(
+  assertEquals(
     nftForwardScript(6, "fd00:10::/48"),
     `add table ip6 flannel-ipv6 { comment "rules for flannel-ipv6" ; }
 add chain ip6 flannel-ipv6 forward { type filter hook forward priority filter ; comment "chain to accept flannel traffic" ; }
@@ -168,7 +168,7 @@ add rule ip6 flannel-ipv6 forward ip6 saddr fd00:10::/48 accept
 add rule ip6 flannel-ipv6 forward ip6 daddr fd00:10::/48 accept
 `,
   );
-  assert.ok(
+  assert(
     nftMasqScript(6, "fd00:10::/48", "fd00:10:0:5::/64", false).includes(
       "ip6 daddr != ff00::/8 masquerade\n",
     ),
@@ -186,13 +186,13 @@ Deno.test("nft -j rule counts per chain, empty chains included", () => {
       { rule: { chain: "forward" } },
     ],
   });
-  assert.deepEqual([...nftRuleCounts(json)], [["forward", 2], ["postrtg", 0]]);
+  assertEquals([...nftRuleCounts(json)], [["forward", 2], ["postrtg", 0]]);
 });
 
 Deno.test("previous subnet.env also gives the networks (stale masquerade rules)", () => {
   const p = previousSubnets(
     "FLANNEL_NETWORK=10.6.0.0/16\nFLANNEL_SUBNET=10.6.3.1/24\nFLANNEL_IPV6_NETWORK=fd00::/48\n",
   );
-  assert.equal(p.network && formatNet4(p.network), "10.6.0.0/16");
-  assert.equal(p.ipv6Network && formatNet6(p.ipv6Network), "fd00::/48");
+  assertEquals(p.network && formatNet4(p.network), "10.6.0.0/16");
+  assertEquals(p.ipv6Network && formatNet6(p.ipv6Network), "fd00::/48");
 });

@@ -1,5 +1,6 @@
-// Unit tests for lib/lease.ts against FLANNEL.md §2 (keys) and §4 (value JSON), byte for byte.
-import assert from "node:assert/strict";
+// Unit tests for lib/values/lease.ts: subnet keys (`<prefix>/subnets/10.5.52.0-24`) and the
+// lease value JSON, byte for byte as upstream writes them (README "Leases").
+import { assert, assertEquals, assertMatch, assertThrows } from "../helpers/assert.ts";
 import { eachCase, eachNull } from "./table.ts";
 import {
   decodeLeaseAttrs,
@@ -21,7 +22,7 @@ import {
 
 const PUB = parseIP4("192.168.64.3")!;
 
-// §4 examples, verbatim.
+// Lease values as upstream writes them, verbatim.
 const EXAMPLES: [string, LeaseAttrs, string][] = [
   [
     "vxlan",
@@ -59,7 +60,7 @@ const EXAMPLES: [string, LeaseAttrs, string][] = [
 ];
 
 Deno.test("encodeLeaseAttrs matches upstream byte for byte", () => {
-  for (const [name, attrs, want] of EXAMPLES) assert.equal(encodeLeaseAttrs(attrs), want, name);
+  for (const [name, attrs, want] of EXAMPLES) assertEquals(encodeLeaseAttrs(attrs), want, name);
 });
 
 Deno.test("encodeLeaseAttrs omits empty BackendType and null BackendData", () => {
@@ -70,13 +71,13 @@ Deno.test("encodeLeaseAttrs omits empty BackendType and null BackendData", () =>
     backendData: null,
     backendV6Data: undefined,
   };
-  assert.equal(encodeLeaseAttrs(a), '{"PublicIP":"192.168.64.3","PublicIPv6":null}');
+  assertEquals(encodeLeaseAttrs(a), '{"PublicIP":"192.168.64.3","PublicIPv6":null}');
 });
 
 Deno.test("decode(encode(x)) round-trips; encode(decode(upstream)) reproduces the bytes", () => {
   for (const [name, attrs, text] of EXAMPLES) {
-    assert.deepEqual(decodeLeaseAttrs(encodeLeaseAttrs(attrs)), attrs, name);
-    assert.equal(encodeLeaseAttrs(decodeLeaseAttrs(text)), text, name);
+    assertEquals(decodeLeaseAttrs(encodeLeaseAttrs(attrs)), attrs, name);
+    assertEquals(encodeLeaseAttrs(decodeLeaseAttrs(text)), text, name);
   }
 });
 
@@ -111,10 +112,10 @@ Deno.test("decodeLeaseAttrs accepts old and loosely-cased upstream values", () =
   for (const [name, text, want] of cases) {
     const got = decodeLeaseAttrs(text);
     for (const [k, v] of Object.entries(want)) {
-      assert.deepEqual(got[k as keyof LeaseAttrs], v, `${name}.${k}`);
+      assertEquals(got[k as keyof LeaseAttrs], v, `${name}.${k}`);
     }
   }
-  assert.ok(!("backendData" in decodeLeaseAttrs('{"PublicIP":"1.2.3.4","BackendData":null}')));
+  assert(!("backendData" in decodeLeaseAttrs('{"PublicIP":"1.2.3.4","BackendData":null}')));
 });
 
 Deno.test("decodeLeaseAttrs rejects garbage with LeaseParseError", () => {
@@ -132,17 +133,14 @@ Deno.test("decodeLeaseAttrs rejects garbage with LeaseParseError", () => {
     ['{"PublicIP":"1.2.3.4","BackendType":5}', /BackendType/],
   ];
   for (const [text, re] of bad) {
-    assert.throws(
-      () => decodeLeaseAttrs(text),
-      (e: unknown) => e instanceof LeaseParseError && re.test(e.message),
-      text,
-    );
+    const e = assertThrows(() => decodeLeaseAttrs(text), LeaseParseError);
+    assertMatch(e.message, re, text);
   }
 });
 
 Deno.test("subnetKey: IPv4 and dual-stack (canonical IPv6)", () => {
-  assert.equal(subnetKey(parseCIDR4("10.5.52.0/24")!), "10.5.52.0-24");
-  assert.equal(
+  assertEquals(subnetKey(parseCIDR4("10.5.52.0/24")!), "10.5.52.0-24");
+  assertEquals(
     subnetKey(parseCIDR4("10.42.1.0/24")!, parseCIDR6("2001:CAFE:0042:0001:0000::/64")!),
     "10.42.1.0-24&2001:cafe:42:1::-64",
   );
@@ -204,7 +202,7 @@ Deno.test("subnetKey and parseSubnetKey round-trip", () => {
   ], ["10.0.0.0/30", "::/120"]];
   for (const [n4, n6] of nets) {
     const s4 = parseCIDR4(n4)!, s6 = n6 ? parseCIDR6(n6)! : undefined;
-    assert.deepEqual(
+    assertEquals(
       parseSubnetKey(subnetKey(s4, s6)),
       s6 ? { subnet: s4, ipv6Subnet: s6 } : { subnet: s4 },
       n4,
@@ -213,8 +211,8 @@ Deno.test("subnetKey and parseSubnetKey round-trip", () => {
 });
 
 Deno.test("describeLease", () => {
-  assert.equal(describeLease({ subnet: parseCIDR4("10.5.52.0/24")! }), "10.5.52.0/24");
-  assert.equal(
+  assertEquals(describeLease({ subnet: parseCIDR4("10.5.52.0/24")! }), "10.5.52.0/24");
+  assertEquals(
     describeLease({
       subnet: parseCIDR4("10.5.52.0/24")!,
       ipv6Subnet: parseCIDR6("fd00:0:0:1::/64")!,

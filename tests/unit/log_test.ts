@@ -1,5 +1,5 @@
-// Unit tests for lib/log.ts: klog-like line layout, verbosity gating, OnceLogger.
-import assert from "node:assert/strict";
+// Unit tests for lib/core/log.ts: klog-like line layout, verbosity gating, OnceLogger.
+import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import {
   formatLine,
   getVerbosity,
@@ -12,13 +12,13 @@ import {
 const AT = new Date(Date.UTC(2024, 10, 22, 5, 49, 26, 123));
 
 Deno.test("formatLine: klog layout with UTC time, pid and component", () => {
-  assert.equal(
+  assertEquals(
     formatLine("I", "subnet", "acquired lease", undefined, AT),
     `I1122 05:49:26.123000 ${Deno.pid} subnet] acquired lease`,
   );
   // Zero-padding of every field.
   const early = new Date(Date.UTC(2025, 0, 2, 3, 4, 5, 6));
-  assert.equal(
+  assertEquals(
     formatLine("E", "x", "m", undefined, early),
     `E0102 03:04:05.006000 ${Deno.pid} x] m`,
   );
@@ -32,8 +32,8 @@ Deno.test("formatLine uses UTC whatever the local time zone", async () => {
     env: { TZ: "Asia/Kolkata" }, // UTC+05:30: local time would read 11:19
     stdout: "piped",
   }).output();
-  assert.ok(out.success);
-  assert.match(new TextDecoder().decode(out.stdout), /^I1122 05:49:26\.123000 \d+ c\] m\n$/);
+  assert(out.success);
+  assertMatch(new TextDecoder().decode(out.stdout), /^I1122 05:49:26\.123000 \d+ c\] m\n$/);
 });
 
 const cyclic: Record<string, unknown> = {};
@@ -56,7 +56,7 @@ Deno.test("formatLine: fields as key=value, quoted when needed, undefined skippe
     [{ cyc: cyclic }, ' cyc="[object Object]"'],
   ];
   for (const [fields, tail] of cases) {
-    assert.equal(
+    assertEquals(
       formatLine("W", "c", "m", fields, AT),
       `W1122 05:49:26.123000 ${Deno.pid} c] m${tail}`,
       tail,
@@ -90,7 +90,7 @@ Deno.test("logger: severities and component", () => {
   });
   const parsed = lines.map((l) => HEAD.exec(l)!.slice(1));
   const pid = String(Deno.pid);
-  assert.deepEqual(parsed, [["E", pid, "watch", "e1 k=1"], ["W", pid, "watch", "w1"], [
+  assertEquals(parsed, [["E", pid, "watch", "e1 k=1"], ["W", pid, "watch", "w1"], [
     "I",
     pid,
     "watch",
@@ -112,20 +112,20 @@ Deno.test("debug is gated by verbosity", () => {
   ]]];
   for (const [v, want] of cases) {
     const got = capture(v, run).map((l) => HEAD.exec(l)![4]);
-    assert.deepEqual(got, want, `-v=${v}`);
+    assertEquals(got, want, `-v=${v}`);
   }
-  assert.ok(capture(0, run).every((l) => l.startsWith("I")), "debug lines are info severity");
+  assert(capture(0, run).every((l) => l.startsWith("I")), "debug lines are info severity");
 });
 
 Deno.test("setVerbosity / setSink return and restore state", () => {
   const lines: string[] = [];
   const a = (l: string) => lines.push("a:" + l);
   const prev = setSink(a);
-  assert.equal(setSink(prev), a);
+  assertEquals(setSink(prev), a);
   setVerbosity(4);
-  assert.equal(getVerbosity(), 4);
+  assertEquals(getVerbosity(), 4);
   setVerbosity(0);
-  assert.equal(lines.length, 0);
+  assertEquals(lines.length, 0);
 });
 
 Deno.test("OnceLogger warns once per key until cleared", () => {
@@ -139,9 +139,9 @@ Deno.test("OnceLogger warns once per key until cleared", () => {
       once.clear("down"),
       once.warn("down", "etcd unreachable", { tries: 3 }),
     ];
-    assert.deepEqual(results, [true, false, true, true, false, true]);
+    assertEquals(results, [true, false, true, true, false, true]);
   });
-  assert.deepEqual(lines.map((l) => HEAD.exec(l)!.slice(1).join("|")), [
+  assertEquals(lines.map((l) => HEAD.exec(l)!.slice(1).join("|")), [
     `W|${Deno.pid}|etcd|etcd unreachable tries=1`,
     `W|${Deno.pid}|etcd|bad datagram`,
     `W|${Deno.pid}|etcd|etcd unreachable tries=3`,

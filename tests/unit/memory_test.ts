@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { memoryFields, startMemoryLog } from "../../lib/daemon/health/memory.ts";
 import { releaseFreedMemory } from "../../ffi/malloc.ts";
 import { libc } from "../../ffi/libc.ts";

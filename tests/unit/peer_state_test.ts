@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { assertEquals } from "../helpers/assert.ts";
 import type { FdbEntry, Neigh, Route } from "../../ffi/netlink/mod.ts";
 import {
   type KernelView,

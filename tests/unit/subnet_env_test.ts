@@ -1,5 +1,7 @@
-// Unit tests for lib/subnet_env.ts against FLANNEL.md §9.
-import assert from "node:assert/strict";
+// Unit tests for lib/values/subnet_env.ts: subnet.env as upstream writes it (FLANNEL_NETWORK,
+// FLANNEL_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ and the IPv6 keys), its atomic write, and
+// reading back a previous run's subnets.
+import { assert, assertEquals, assertMatch, assertRejects } from "../helpers/assert.ts";
 import { eachCase } from "./table.ts";
 import { formatNet4, formatNet6, parseCIDR4, parseCIDR6 } from "../../lib/core/ip.ts";
 import {
@@ -28,8 +30,8 @@ const V4_TEXT =
   "FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.52.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
 
 Deno.test("formatSubnetEnv: exact text, v4 / dual-stack / v6-only", () => {
-  assert.equal(formatSubnetEnv(V4), V4_TEXT);
-  assert.equal(
+  assertEquals(formatSubnetEnv(V4), V4_TEXT);
+  assertEquals(
     formatSubnetEnv(DUAL),
     "FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.52.1/24\n" +
       "FLANNEL_IPV6_NETWORK=2001:cafe:42::/56\nFLANNEL_IPV6_SUBNET=2001:cafe:42::1/64\n" +
@@ -41,12 +43,12 @@ Deno.test("formatSubnetEnv: exact text, v4 / dual-stack / v6-only", () => {
     subnet: undefined,
     ipv6Subnet: parseCIDR6("fd00:0:0:7::/64")!,
   };
-  assert.equal(
+  assertEquals(
     formatSubnetEnv(v6only),
     "FLANNEL_IPV6_NETWORK=2001:cafe:42::/56\nFLANNEL_IPV6_SUBNET=fd00:0:0:7::1/64\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n",
   );
   // Subnet IP + 1 carries across octets.
-  assert.match(
+  assertMatch(
     formatSubnetEnv({ ...V4, subnet: parseCIDR4("10.5.0.0/23")! }),
     /^FLANNEL_SUBNET=10\.5\.0\.1\/23$/m,
   );
@@ -83,7 +85,7 @@ Deno.test("previousSubnets: comma lists count as none; corrupt input gives {} wi
   ];
   eachCase(previousSubnets, none.map((t) => [t, {}]));
   // One bad family does not lose the other.
-  assert.deepEqual(prevText("FLANNEL_SUBNET=10.5.52.1/24,x\nFLANNEL_IPV6_SUBNET=fd00::1/64\n"), [
+  assertEquals(prevText("FLANNEL_SUBNET=10.5.52.1/24,x\nFLANNEL_IPV6_SUBNET=fd00::1/64\n"), [
     undefined,
     "fd00::/64",
   ]);
@@ -91,7 +93,7 @@ Deno.test("previousSubnets: comma lists count as none; corrupt input gives {} wi
 
 Deno.test("parseDotenv: last assignment wins, invalid names skipped", () => {
   const m = parseDotenv("A=1\nA=2\n1B=3\nC=has=equals\n  D =  x  \n");
-  assert.deepEqual([...m], [["A", "2"], ["C", "has=equals"], ["D", "x"]]);
+  assertEquals([...m], [["A", "2"], ["C", "has=equals"], ["D", "x"]]);
 });
 
 /** Runs `fn` in a fresh temp dir with the given umask, restoring both afterwards. */
@@ -110,20 +112,20 @@ Deno.test("writeSubnetEnv: content, mode 0644 under umask 077, directory created
   await inTempDir(0o077, async (dir) => {
     const path = `${dir}/run/flannel/subnet.env`;
     await writeSubnetEnv(path, V4);
-    assert.equal(await Deno.readTextFile(path), V4_TEXT);
-    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o644);
-    assert.ok((await Deno.stat(`${dir}/run/flannel`)).isDirectory);
+    assertEquals(await Deno.readTextFile(path), V4_TEXT);
+    assertEquals((await Deno.stat(path)).mode! & 0o777, 0o644);
+    assert((await Deno.stat(`${dir}/run/flannel`)).isDirectory);
     // Overwrite an existing (read-only, stale) file: replaced, still 0644, no temp left over.
     // Atomic = a new inode renamed into place: a hard link to the old file keeps the old text.
     await Deno.chmod(path, 0o400);
     await Deno.link(path, `${dir}/old.link`);
     await writeSubnetEnv(path, DUAL);
-    assert.equal(await Deno.readTextFile(path), formatSubnetEnv(DUAL));
-    assert.equal(await Deno.readTextFile(`${dir}/old.link`), V4_TEXT);
-    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o644);
+    assertEquals(await Deno.readTextFile(path), formatSubnetEnv(DUAL));
+    assertEquals(await Deno.readTextFile(`${dir}/old.link`), V4_TEXT);
+    assertEquals((await Deno.stat(path)).mode! & 0o777, 0o644);
     const names = [];
     for await (const e of Deno.readDir(`${dir}/run/flannel`)) names.push(e.name);
-    assert.deepEqual(names, ["subnet.env"]);
+    assertEquals(names, ["subnet.env"]);
   });
 });
 
@@ -131,26 +133,26 @@ Deno.test("writeSubnetEnv: failure leaves no temp file and throws", async () => 
   await inTempDir(0o022, async (dir) => {
     const path = `${dir}/subnet.env`;
     await Deno.mkdir(path); // rename onto a directory fails
-    await assert.rejects(writeSubnetEnv(path, V4));
+    await assertRejects(() => writeSubnetEnv(path, V4));
     const names = [];
     for await (const e of Deno.readDir(dir)) names.push(e.name);
-    assert.deepEqual(names, ["subnet.env"]);
+    assertEquals(names, ["subnet.env"]);
   });
 });
 
 Deno.test("readPreviousSubnets: missing file, usable file, unusable file", async () => {
   await inTempDir(0o022, async (dir) => {
-    assert.deepEqual(await readPreviousSubnets(`${dir}/absent.env`), { prev: {} });
+    assertEquals(await readPreviousSubnets(`${dir}/absent.env`), { prev: {} });
     await writeSubnetEnv(`${dir}/ok.env`, DUAL);
     const ok = await readPreviousSubnets(`${dir}/ok.env`);
     const { subnet, ipv6Subnet, network, ipv6Network } = DUAL;
-    assert.deepEqual(ok, { prev: { subnet, ipv6Subnet, network, ipv6Network } });
+    assertEquals(ok, { prev: { subnet, ipv6Subnet, network, ipv6Network } });
     await Deno.writeTextFile(`${dir}/bad.env`, "FLANNEL_SUBNET=a,b\n");
     const bad = await readPreviousSubnets(`${dir}/bad.env`);
-    assert.deepEqual(bad.prev, {});
-    assert.match(bad.problem!, /no usable FLANNEL_SUBNET/);
+    assertEquals(bad.prev, {});
+    assertMatch(bad.problem!, /no usable FLANNEL_SUBNET/);
     const dirRead = await readPreviousSubnets(dir); // a directory: unreadable, not fatal
-    assert.deepEqual(dirRead.prev, {});
-    assert.match(dirRead.problem!, /cannot read/);
+    assertEquals(dirRead.prev, {});
+    assertMatch(dirRead.problem!, /cannot read/);
   });
 });

@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals, throws as assertThrows } from "node:assert/strict";
+import { assertEquals, assertThrows } from "../helpers/assert.ts";
 import { parseUdpConfig, UdpBackend } from "../../lib/backend/udp/backend.ts";
 import { backendKind, chooseBackend } from "../../lib/daemon/backends.ts";
 import { ConfigError } from "../../lib/values/config.ts";
@@ -21,7 +21,7 @@ Deno.test("udp config: Port is case-insensitive, defaults to 8285, and is range-
   assertEquals(parseUdpConfig({ port: 9000 }), { port: 9000, offloads: true });
   assertEquals(parseUdpConfig({ PORT: 1 }), { port: 1, offloads: true });
   for (const bad of [65536, -1, 1.5, "8285", true]) {
-    assertThrows(() => parseUdpConfig({ Port: bad }), /Backend.Port/);
+    assertThrows(() => parseUdpConfig({ Port: bad }), ConfigError, "Backend.Port");
   }
 });
 
@@ -31,7 +31,7 @@ Deno.test("udp config: Offloads is a case-insensitive boolean, default true", ()
   assertEquals(parseUdpConfig({ OFFLOADS: true }).offloads, true);
   assertEquals(parseUdpConfig({ Offloads: null }).offloads, true);
   for (const bad of [0, 1, "false", {}]) {
-    assertThrows(() => parseUdpConfig({ Offloads: bad }), /Backend.Offloads/);
+    assertThrows(() => parseUdpConfig({ Offloads: bad }), ConfigError, "Backend.Offloads");
   }
 });
 

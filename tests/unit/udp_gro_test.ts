@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { sumViews } from "../../lib/backend/udp/checksum.ts";
 import { Coalescer } from "../../lib/backend/udp/gro.ts";
 import { Split, splitRoom, splitTcp4 } from "../../lib/backend/udp/tso.ts";

@@ -1,8 +1,4 @@
-import {
-  deepStrictEqual as assertEquals,
-  ok as assert,
-  throws as assertThrows,
-} from "node:assert/strict";
+import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { PeerTable } from "../../lib/backend/udp/peers.ts";
 import { type IP4Net, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
 
@@ -50,9 +46,9 @@ Deno.test("peer table: public IPs are reference counted across subnets", () => {
 
 Deno.test("peer table: rejects other prefix lengths and host bits", () => {
   const t = PeerTable.create(24);
-  assertThrows(() => t.set(net("10.5.0.0/16"), 1, 1), /prefix/);
-  assertThrows(() => t.set({ ip: ip("10.5.52.1"), prefix: 24 }, 1, 1), /host bits/);
-  assertThrows(() => PeerTable.create(24, 100), /power of two/);
+  assertThrows(() => t.set(net("10.5.0.0/16"), 1, 1), Error, /prefix/);
+  assertThrows(() => t.set({ ip: ip("10.5.52.1"), prefix: 24 }, 1, 1), Error, /host bits/);
+  assertThrows(() => PeerTable.create(24, 100), Error, /power of two/);
 });
 
 Deno.test("peer table: collisions and deletions inside clusters keep every entry reachable", () => {

@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { assertEquals } from "../helpers/assert.ts";
 import { GSO_MAX_SEGMENTS, SendArena } from "../../lib/backend/udp/send_arena.ts";
 
 /** Entries as [offset, bytes, datagrams, GSO size]. */

@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { pseudoHeaderSum, sumBytes, sumViews } from "../../lib/backend/udp/checksum.ts";
 import { MAX_HEADERS, Split, splitRoom, splitTcp4 } from "../../lib/backend/udp/tso.ts";
 import { completeChecksum } from "../../lib/backend/udp/vnet.ts";
