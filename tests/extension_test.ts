@@ -19,11 +19,10 @@ import {
   joinAndLeave,
   logCount,
   rawLease,
-  waitUntil,
 } from "./helpers/peer_datapath.ts";
-import { sleep } from "./helpers/wait.ts";
+import { sleep, timeUntil } from "./helpers/wait.ts";
+import { isRoot } from "./helpers/netns.ts";
 
-const isRoot = Deno.uid() === 0;
 const opts = { ignore: !isRoot, sanitizeOps: false, sanitizeResources: false };
 
 /** Upstream's host-gw example (Documentation/extension.md), verbatim. */
@@ -182,7 +181,7 @@ Deno.test(
         assert(mac !== old, "PreStartupCommand recreated the device");
         const gw = formatIP4(hostSubnet(c, h1).ip);
         for (const h of [c.hosts[0], c.hosts[2]]) {
-          const ms = await waitUntil(`${h.name} has h1's new MAC`, async () => {
+          const ms = await timeUntil(`${h.name} has h1's new MAC`, async () => {
             const [, n, f] = await kernelText(c, h);
             return n.includes(`${gw} lladdr ${mac} PERMANENT`) &&
               f.includes(`${mac} dst ${h1.ip}`) && !f.includes(old);
@@ -276,7 +275,7 @@ Deno.test({
 
     await t.step("a hanging add for one lease does not hold back another's", async () => {
       // h2: h1's lease hangs, h0's is added at once.
-      await waitUntil("h2 routes h0", async () => (await routes(c, h2)).includes(`${sn0} via`));
+      await timeUntil("h2 routes h0", async () => (await routes(c, h2)).includes(`${sn0} via`));
       const log = c.daemonLog(h2);
       const ran = log.indexOf(`ran SubnetAddCommand subnet=${sn0}`);
       const killed = log.indexOf("timed out after 2 s");
@@ -290,7 +289,7 @@ Deno.test({
     await t.step(
       "the hanging add is killed after CommandTimeout, with its sleep, and retried",
       async () => {
-        const ms = await waitUntil(
+        const ms = await timeUntil(
           "h2 logs the kill",
           () =>
             c.daemonLog(h2).split("\n").some((l) =>
@@ -300,7 +299,7 @@ Deno.test({
           10_000,
         );
         console.log(`  kill logged after ${ms} ms`);
-        await waitUntil("a retry", async () => await metric(h2, "command_retries") >= 1, 10_000);
+        await timeUntil("a retry", async () => await metric(h2, "command_retries") >= 1, 10_000);
         assert(await metric(h2, "commands_timed_out") >= 1);
         for (let i = 0; i < 5; i++) {
           const n = await hanging();
@@ -315,7 +314,7 @@ Deno.test({
 
     await t.step("a failing add is retried with backoff, logged once with its output", async () => {
       // h1: h2's lease fails, h0's is fine.
-      await waitUntil(
+      await timeUntil(
         "h1 retried 3 times",
         async () => await metric(h1, "command_retries") >= 3,
         20_000,
@@ -333,7 +332,7 @@ Deno.test({
     await t.step("both recover once the cause is gone; nothing is left running", async () => {
       await Deno.remove(`${dir}/hang-${ip1}`);
       await Deno.remove(`${dir}/fail-${ip2}`);
-      const ms = await waitUntil("every host routes every peer", async () => {
+      const ms = await timeUntil("every host routes every peer", async () => {
         for (const h of c.hosts) {
           const r = await routes(c, h);
           for (const p of c.hosts.filter((x) => x !== h)) {
@@ -347,7 +346,7 @@ Deno.test({
       for (const h of [h1, h2]) {
         assertEquals(logCount(c, h, "lease commands succeed again"), 1, h.name);
       }
-      await waitUntil("no hanging sleep left", async () => (await hanging()).every((n) => n === 0));
+      await timeUntil("no hanging sleep left", async () => (await hanging()).every((n) => n === 0));
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -400,7 +399,7 @@ Deno.test({
     });
     await t.step("each runs the other's add with the same stdin; containers ping", async () => {
       const stdin = (ip: string) => Deno.readTextFile(`${dir}/stdin-${ip}`).catch(() => null);
-      await waitUntil(
+      await timeUntil(
         "both adds ran",
         async () => !!(await stdin(ours.ip)) && !!(await stdin(theirs.ip)),
       );

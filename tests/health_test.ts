@@ -10,13 +10,13 @@ import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts"
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
 import { healthGet, scrapeMetrics } from "./helpers/health_http.ts";
-import { nsExec } from "./helpers/netns.ts";
+import { isRoot, nsExec } from "./helpers/netns.ts";
+import { sleep, until } from "./helpers/wait.ts";
 import { NotifySocket } from "./helpers/notify_socket.ts";
 import { injectUdp } from "./helpers/packets.ts";
 import { metricValue, type ParsedFamily } from "./helpers/prometheus.ts";
 import { DEFAULT_UDP_PORT } from "../lib/backend/udp/backend.ts";
 
-const isRoot = Deno.uid() === 0;
 const HEALTH_PORT = 9180;
 
 const get = (h: Host, path: string) => healthGet(h, HEALTH_PORT, path);
@@ -30,17 +30,17 @@ async function readyzUntil(
   also = (_b: string) => true,
 ): Promise<{ s: number; body: string }> {
   const t0 = Date.now();
-  let last = { status: 0, body: "" };
-  while (Date.now() - t0 < limitS * 1000) {
-    last = await get(h, "/readyz");
-    if (last.status === want && also(last.body)) {
-      return { s: (Date.now() - t0) / 1000, body: last.body };
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(
-    `/readyz on ${h.name} not ${want} within ${limitS} s; last ${last.status}: ${last.body}`,
+  const body = await until(
+    `/readyz on ${h.name} to answer ${want}`,
+    async () => {
+      const last = await get(h, "/readyz");
+      if (last.status === want && also(last.body)) return last.body;
+      throw new Error(`last ${last.status}: ${last.body}`);
+    },
+    limitS * 1000,
+    250,
   );
+  return { s: (Date.now() - t0) / 1000, body };
 }
 
 Deno.test({
@@ -107,7 +107,14 @@ Deno.test({
         new Uint8Array([0x45, 1, 2]),
         new Uint8Array([0, 0, 0, 0, 0]),
       ]);
-      await new Promise((r) => setTimeout(r, 300));
+      await until(
+        "both garbage datagrams counted",
+        async () =>
+          (metricValue(await metrics(h1), "flannel_backend_dropped_packets_total", {
+            direction: "rx",
+            reason: "malformed",
+          }) ?? 0) >= bad0 + 2,
+      );
 
       const after = await metrics(h1);
       const rx1 = metricValue(after, "flannel_backend_packets_total", { direction: "rx" })!;
@@ -146,7 +153,7 @@ Deno.test({
       assert(metricValue(m, "flannel_etcd_probe_failures_total")! > 0);
       // Watchdog pings stop while not ready (allow one already in flight at the flip).
       const wdDown = notify.messages.slice(wd0).filter((x) => x === "WATCHDOG=1").length;
-      await new Promise((r) => setTimeout(r, 1500));
+      await sleep(1500); // 1.5 watchdog periods: no pings may come while not ready
       assert(
         notify.messages.slice(wd0).filter((x) => x === "WATCHDOG=1").length - wdDown <= 1,
         "no watchdog pings while not ready",
@@ -215,12 +222,15 @@ Deno.test({
   const del = await nsExec(h1.ns, "ip", ["route", "del", sub0]);
   assertEquals(del.code, 0, del.stderr);
   const t0 = Date.now();
-  let after = before;
-  while (Date.now() - t0 < 15_000) {
-    after = await metrics(h1);
-    if ((metricValue(after, "flannel_backend_repairs_total", { kind: "route" }) ?? 0) > 0) break;
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  const after = await until(
+    "route repair counted",
+    async () => {
+      const m = await metrics(h1);
+      return (metricValue(m, "flannel_backend_repairs_total", { kind: "route" }) ?? 0) > 0 && m;
+    },
+    15_000,
+    250,
+  );
   const byKind = after.get("flannel_backend_repairs_total")?.samples.map((s) =>
     `${s.labels.kind}=${s.value}`
   ).join(" ");

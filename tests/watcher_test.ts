@@ -54,7 +54,7 @@ Deno.test("watch: etcd killed and restarted mid-watch loses no event", async () 
   await etcd.ctl("put", `${P}/10.5.1.0-24`, val("192.168.0.1"));
   await until("first add", () => seen.length === 1);
   await etcd.kill();
-  await new Promise((r) => setTimeout(r, 1500)); // past several backoff steps
+  await sleep(1500); // etcd down past several backoff steps
   await etcd.resume();
   // Written at once after the restart, before the watcher has necessarily reconnected.
   await etcd.ctl("put", `${P}/10.5.2.0-24`, val("192.168.0.2"));

@@ -52,9 +52,12 @@ export class ConfigError extends Error {
   }
 }
 
-/** Optional boolean field (case-insensitive name); `dflt` when absent or null. */
+/** The key of a field given by its path (`Backend.VNI` → `VNI`): errors name the path. */
+const keyOf = (path: string) => path.slice(path.lastIndexOf(".") + 1);
+
+/** Optional boolean field (case-insensitive name, or `Parent.Name`); `dflt` when absent or null. */
 export function optBool(o: Record<string, unknown>, name: string, dflt: boolean): boolean {
-  const v = field(o, name);
+  const v = field(o, keyOf(name));
   if (v === undefined || v === null) return dflt;
   if (typeof v !== "boolean") {
     throw new ConfigError(name, `${name} must be true or false, got ${JSON.stringify(v)}`);
@@ -62,9 +65,9 @@ export function optBool(o: Record<string, unknown>, name: string, dflt: boolean)
   return v;
 }
 
-/** Optional non-negative integer field (case-insensitive name); 0 when absent or null. */
+/** Optional non-negative integer field (case-insensitive name, or `Parent.Name`); 0 when absent or null. */
 export function optUint(o: Record<string, unknown>, name: string): number {
-  const v = field(o, name);
+  const v = field(o, keyOf(name));
   if (v === undefined || v === null) return 0;
   if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
     throw new ConfigError(name, `${name} must be a non-negative integer, got ${JSON.stringify(v)}`);

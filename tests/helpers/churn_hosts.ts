@@ -14,6 +14,7 @@ import { describeLease } from "../../lib/values/lease.ts";
 import { setSink } from "../../lib/core/log.ts";
 import { LeaseWatcher } from "../../lib/subnet/watcher.ts";
 import { hostManager, registryFor } from "./control.ts";
+import { sleep } from "./wait.ts";
 import { Rng } from "./fuzz.ts";
 
 /** Outcome of a churn run. */
@@ -119,7 +120,7 @@ async function main(
     while (checking) {
       r.overlaps.push(...await overlapping(endpoint));
       r.checks++;
-      await new Promise((res) => setTimeout(res, 200));
+      await sleep(200); // overlap check every 200 ms
     }
   })();
   while (Date.now() < end) {
@@ -132,7 +133,7 @@ async function main(
       await h.join();
       r.joins++;
     }
-    await new Promise((res) => setTimeout(res, 500));
+    await sleep(500); // one join or leave every 0.5 s
   }
   checking = false;
   await checker;

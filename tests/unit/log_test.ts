@@ -151,7 +151,7 @@ Deno.test("OnceLogger warns once per key until cleared", () => {
 Deno.test("OnceLogger logs again when the same key's message changes; its memory is bounded", () => {
   const lines = capture(0, () => {
     const once = new OnceLogger(logger("watch"), 3);
-    assert.deepEqual(
+    assertEquals(
       [
         once.warn("k", "ignoring unusable lease: not JSON"),
         once.warn("k", "ignoring unusable lease: not JSON"),
@@ -160,7 +160,7 @@ Deno.test("OnceLogger logs again when the same key's message changes; its memory
       [true, false, true],
     );
     for (const k of ["a", "b", "c"]) once.warn(k, "x"); // the 4th key starts over
-    assert.equal(once.warn("k", "ignoring unusable lease: no PublicIP"), true);
+    assertEquals(once.warn("k", "ignoring unusable lease: no PublicIP"), true);
   });
-  assert.equal(lines.length, 6);
+  assertEquals(lines.length, 6);
 });

@@ -62,6 +62,8 @@ Deno.test("registry: udp is registered, unknown types are not", () => {
   assertEquals(backendKind("toString"), undefined);
   const bad = parseNetworkConfig('{"Network":"10.5.0.0/16","Backend":{"Type":"nonesuch"}}');
   assertThrows(() => chooseBackend(bad), ConfigError, 'unknown backend type "nonesuch"');
-  const badPort = parseNetworkConfig('{"Network":"10.5.0.0/16","Backend":{"Port":"x"}}');
+  const badPort = parseNetworkConfig(
+    '{"Network":"10.5.0.0/16","Backend":{"Type":"udp","Port":"x"}}',
+  );
   assertThrows(() => chooseBackend(badPort), ConfigError, "Backend.Port");
 });

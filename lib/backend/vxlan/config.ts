@@ -58,28 +58,28 @@ export function needsChecksumWorkaround(c: ChecksumContext): boolean {
 
 /** Parses the Backend object (keys case-insensitive); throws ConfigError naming the field. */
 export function parseVxlanConfig(backend: Record<string, unknown>): VxlanConfig {
-  const vni = optUint(backend, "VNI") || 1;
+  const vni = optUint(backend, "Backend.VNI") || 1;
   if (vni > MAX_VNI) {
     throw new ConfigError("Backend.VNI", `Backend.VNI must be at most ${MAX_VNI}, got ${vni}`);
   }
-  const port = optUint(backend, "Port");
+  const port = optUint(backend, "Backend.Port");
   if (port > 65535) {
     throw new ConfigError("Backend.Port", `Backend.Port must be at most 65535, got ${port}`);
   }
   return {
     vni,
     port,
-    mtu: optUint(backend, "MTU"),
-    gbp: optBool(backend, "GBP", false),
-    learning: optBool(backend, "Learning", false),
-    directRouting: optBool(backend, "DirectRouting", false),
-    disableTxChecksum: optBoolOrNull(backend, "DisableTxChecksumOffload"),
+    mtu: optUint(backend, "Backend.MTU"),
+    gbp: optBool(backend, "Backend.GBP", false),
+    learning: optBool(backend, "Backend.Learning", false),
+    directRouting: optBool(backend, "Backend.DirectRouting", false),
+    disableTxChecksum: optBoolOrNull(backend, "Backend.DisableTxChecksumOffload"),
   };
 }
 
 /** An optional boolean that stays null when absent. */
 function optBoolOrNull(o: Record<string, unknown>, name: string): boolean | null {
-  const v = field(o, name);
+  const v = field(o, name.slice(name.lastIndexOf(".") + 1));
   return v === undefined || v === null ? null : optBool(o, name, false);
 }
 
