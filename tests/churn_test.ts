@@ -20,7 +20,7 @@ import { Cluster, type Host } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
 import { LineProcess } from "./helpers/line_process.ts";
 import { hostKernel, hostSubnet } from "./helpers/peer_datapath.ts";
-import { formatIP4, formatNet4, parseCIDR4 } from "../lib/core/ip.ts";
+import { formatIP, formatIP4, formatNet, formatNet4, parseCIDR4 } from "../lib/core/ip.ts";
 import { formatMAC } from "../lib/core/mac.ts";
 import { isRoot } from "./helpers/netns.ts";
 
@@ -46,10 +46,10 @@ async function wantAndHave(c: Cluster, h: Host): Promise<{ want: string[]; have:
   const k = hostKernel(h.ns, DEVICE);
   const have = [
     ...k.routes.filter((r) => r.dev === k.link?.index).map((r) =>
-      `route ${formatNet4(r.dst)} via ${formatIP4(r.gw ?? 0)}${r.onlink ? " onlink" : ""}`
+      `route ${formatNet(r.dst)} via ${formatIP(r.gw ?? 0)}${r.onlink ? " onlink" : ""}`
     ),
-    ...k.neighs.map((n) => `neigh ${formatIP4(n.ip)} ${n.mac ? formatMAC(n.mac) : "-"}`),
-    ...k.fdbs.map((f) => `fdb ${formatMAC(f.mac)} dst ${formatIP4(f.dst ?? 0)}`),
+    ...k.neighs.map((n) => `neigh ${formatIP(n.ip)} ${n.mac ? formatMAC(n.mac) : "-"}`),
+    ...k.fdbs.map((f) => `fdb ${formatMAC(f.mac)} dst ${formatIP(f.dst ?? 0)}`),
   ];
   return { want: want.sort(), have: have.sort() };
 }

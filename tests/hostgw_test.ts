@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
-import { equal4, formatIP4, formatNet4, type IP4Net, parseIP4 } from "../lib/core/ip.ts";
+import { equalNet, formatIP4, formatNet4, type IP4Net, parseIP4 } from "../lib/core/ip.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { Daemon, DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
 import {
@@ -31,7 +31,7 @@ const opts = { ignore: !isRoot, sanitizeOps: false, sanitizeResources: false };
 function routesVia(h: Host, sn: IP4Net, peerIP: string): boolean {
   const k = hostKernel(h.ns, "eth0");
   return k.routes.some((r) =>
-    equal4(r.dst, sn) && r.gw === parseIP4(peerIP) && r.dev === k.link!.index
+    equalNet(r.dst, sn) && r.gw === parseIP4(peerIP) && r.dev === k.link!.index
   );
 }
 
@@ -90,7 +90,7 @@ Deno.test({ name: "host-gw: 3 hosts × 2 containers through our daemon", ...opts
     await restartUnderPing(c, [h0, h1], a, b);
     await until(
       "stale route removed",
-      () => !hostKernel(h0.ns, "eth0").routes.some((r) => equal4(r.dst, stale)),
+      () => !hostKernel(h0.ns, "eth0").routes.some((r) => equalNet(r.dst, stale)),
       15_000,
     );
     await checkKernelState(c, h0);
@@ -100,7 +100,7 @@ Deno.test({ name: "host-gw: 3 hosts × 2 containers through our daemon", ...opts
     await joinAndLeave(
       c,
       a,
-      (h, sn) => !hostKernel(h.ns, "eth0").routes.some((r) => equal4(r.dst, sn)),
+      (h, sn) => !hostKernel(h.ns, "eth0").routes.some((r) => equalNet(r.dst, sn)),
       (h) => checkKernelState(c, h),
     );
   });

@@ -9,14 +9,16 @@
 import { assertEquals } from "./helpers/assert.ts";
 import { MemoryKernel } from "./helpers/memory_kernel.ts";
 import { createTestNetns, inNetns } from "./helpers/netlink_ns.ts";
-import { addVeth, deleteNetnsSync, isRoot, linkUp, setAddr } from "./helpers/netns.ts";
+import { addVeth, deleteNetnsSync, ip, isRoot, linkUp, setAddr } from "./helpers/netns.ts";
 import {
   addrAdd,
   addrDel,
+  addrList,
   addrReplace,
   fdbDel,
   fdbList,
   fdbReplace,
+  IFA_F_NODAD,
   isNetlinkError,
   linkByName,
   linkDel,
@@ -33,10 +35,21 @@ import {
   routeGet,
   routeList,
   routeReplace,
+  RT_TABLE_MAIN,
+  RTN_BLACKHOLE,
   vxlanCreate,
   withNetlinkSocket,
 } from "../ffi/netlink/mod.ts";
-import { formatIP4, formatNet4, parseCIDR4, parseIP4 } from "../lib/core/ip.ts";
+import {
+  formatIP,
+  formatNet,
+  isLinkLocal6,
+  netInside,
+  parseCIDR4,
+  parseCIDR6,
+  parseIP4,
+  parseIP6,
+} from "../lib/core/ip.ts";
 import { formatMAC, parseMAC } from "../lib/core/mac.ts";
 
 const ip4 = (s: string) => parseIP4(s)!;
@@ -119,7 +132,7 @@ const STEPS: Step[] = [
   ],
   ["route get", (nl, dev) => {
     const r = routeGet(nl, ip4("10.5.3.7"));
-    return `${formatIP4(r.gw!)} ${r.dev === dev("eth0") ? "eth0" : r.dev}`;
+    return `${formatIP(r.gw!)} ${r.dev === dev("eth0") ? "eth0" : r.dev}`;
   }],
   ["route get, no route", (nl) => routeGet(nl, ip4("8.8.8.8"))],
   ["route del", (nl) => routeDel(nl, { dst: net("10.5.3.0/24") })],
@@ -183,10 +196,135 @@ const STEPS: Step[] = [
   ["lookup of a missing link", (nl) => linkByName(nl, "nothere") === null],
 ];
 
+const net6 = (s: string) => parseCIDR6(s)!;
+const ip6 = (s: string) => parseIP6(s)!;
+const V6_MAC = parseMAC("0e:aa:bb:cc:dd:06")!;
+
+/** The IPv6 side: an IPv6 VTEP beside the IPv4 one, its address, routes, NDP and FDB entries. */
+const STEPS6: Step[] = [
+  ["vxlan6 add, same VNI as the IPv4 device", (nl, dev) =>
+    vxlanCreate(nl, {
+      name: "flannel-v6.7",
+      vni: 7,
+      underlayIndex: dev("eth0"),
+      local: ip6("2001:db8:7::1"),
+      learning: false,
+    })],
+  [
+    "vxlan6 add, VNI taken in IPv6",
+    (nl, dev) =>
+      vxlanCreate(nl, {
+        name: "v6.x",
+        vni: 7,
+        underlayIndex: dev("eth0"),
+        local: ip6("2001:db8:7::1"),
+      }),
+  ],
+  ["vxlan6 MTU above the underlay's - 70", (nl, dev) => linkSetMTU(nl, dev("flannel-v6.7"), 1450)],
+  ["vxlan6 MTU", (nl, dev) => linkSetMTU(nl, dev("flannel-v6.7"), 1430)],
+  [
+    "vxlan6 address while down",
+    (nl, dev) => addrReplace(nl, dev("flannel-v6.7"), { ip: ip6("fd42:0:0:1::"), prefix: 128 }),
+  ],
+  ["vxlan6 up", (nl, dev) => linkSetUp(nl, dev("flannel-v6.7"))],
+  ["onlink route6", (nl, dev) =>
+    routeReplace(nl, {
+      dst: net6("fd42:0:0:2::/64"),
+      gw: ip6("fd42:0:0:2::"),
+      dev: dev("flannel-v6.7"),
+      onlink: true,
+    })],
+  ["route6 via the peer subnet without onlink", (nl, dev) =>
+    routeAdd(nl, {
+      dst: net6("fd42:0:0:3::/64"),
+      gw: ip6("fd42:0:0:3::"),
+      dev: dev("flannel-v6.7"),
+    })],
+  [
+    "route6 via a gateway on the link",
+    (nl, dev) =>
+      routeAdd(nl, { dst: net6("fd42:0:0:3::/64"), gw: ip6("2001:db8:7::3"), dev: dev("eth0") }),
+  ],
+  [
+    "route6 via an unreachable gateway",
+    (nl, dev) =>
+      routeAdd(nl, { dst: net6("fd42:0:0:4::/64"), gw: ip6("2001:db9::3"), dev: dev("eth0") }),
+  ],
+  [
+    "route6 replace, new gateway",
+    (nl, dev) =>
+      routeReplace(nl, {
+        dst: net6("fd42:0:0:3::/64"),
+        gw: ip6("2001:db8:7::33"),
+        dev: dev("eth0"),
+      }),
+  ],
+  ["route6 get", (nl, dev) => {
+    const r = routeGet(nl, ip6("fd42:0:0:3::7"));
+    return `${formatIP(r.gw!)} ${r.dev === dev("eth0") ? "eth0" : r.dev} src ${formatIP(r.src!)}`;
+  }],
+  [
+    "route6 del, other gateway",
+    (nl) => routeDel(nl, { dst: net6("fd42:0:0:3::/64"), gw: ip6("2001:db8:7::3") }),
+  ],
+  ["route6 del", (nl) => routeDel(nl, { dst: net6("fd42:0:0:3::/64") })],
+  ["route6 del, gone", (nl) => routeDel(nl, { dst: net6("fd42:0:0:3::/64") })],
+  ["blackhole6", (nl) =>
+    routeReplace(nl, {
+      dst: net6("fd42:0:0:1::/64"),
+      type: RTN_BLACKHOLE,
+      priority: 65535,
+      table: RT_TABLE_MAIN,
+    })],
+  [
+    "neigh6 replace",
+    (nl, dev) =>
+      neighReplace(nl, { index: dev("flannel-v6.7"), ip: ip6("fd42:0:0:2::"), mac: V6_MAC }),
+  ],
+  [
+    "neigh6 replace, other MAC",
+    (nl, dev) =>
+      neighReplace(nl, { index: dev("flannel-v6.7"), ip: ip6("fd42:0:0:2::"), mac: OTHER_MAC }),
+  ],
+  [
+    "neigh6 del, absent",
+    (nl, dev) => neighDel(nl, { index: dev("flannel-v6.7"), ip: ip6("fd42:0:0:99::") }),
+  ],
+  [
+    "fdb replace, IPv6 destination",
+    (nl, dev) =>
+      fdbReplace(nl, { index: dev("flannel-v6.7"), mac: V6_MAC, dst: ip6("2001:db8:7::2") }),
+  ],
+  [
+    "fdb replace, second IPv6",
+    (nl, dev) =>
+      fdbReplace(nl, { index: dev("flannel-v6.7"), mac: PEER_MAC, dst: ip6("2001:db8:7::3") }),
+  ],
+  [
+    "fdb del, other IPv6 destination",
+    (nl, dev) =>
+      fdbDel(nl, { index: dev("flannel-v6.7"), mac: PEER_MAC, dst: ip6("2001:db8:7::9") }),
+  ],
+  [
+    "fdb del, IPv6",
+    (nl, dev) =>
+      fdbDel(nl, { index: dev("flannel-v6.7"), mac: PEER_MAC, dst: ip6("2001:db8:7::3") }),
+  ],
+  ["onlink route6 before the device goes down", (nl, dev) =>
+    routeReplace(nl, {
+      dst: net6("fd42:0:0:5::/64"),
+      gw: ip6("fd42:0:0:5::"),
+      dev: dev("flannel-v6.7"),
+      onlink: true,
+    })],
+  ["vxlan6 down: addresses and routes go", (nl, dev) => linkSetDown(nl, dev("flannel-v6.7"))],
+  ["vxlan6 up again", (nl, dev) => linkSetUp(nl, dev("flannel-v6.7"))],
+];
+
 /** Each step's outcome: its value, "ok", or the errno name it was refused with. */
-function runSteps(nl: Requester): string[] {
+function runSteps(nl: Requester, steps = STEPS): string[] {
   const dev = (name: string) => linkByName(nl, name)?.index ?? 0;
-  return STEPS.map(([what, run]) => {
+  return steps.map(([what, run]) => {
     try {
       const v = run(nl, dev);
       return `${what}: ${typeof v === "string" || typeof v === "boolean" ? v : "ok"}`;
@@ -197,33 +335,43 @@ function runSteps(nl: Requester): string[] {
   });
 }
 
-/** The state the steps leave, by device name (indexes differ), in a stable order. */
-function stateOf(nl: Requester): Record<string, string[]> {
-  const ours = new Set(["lo", "eth0", "flannel.7"]);
+/**
+ * The state the steps leave, by device name (indexes differ), in a stable order; with
+ * `family` 6, the IPv6 side (link-local routes left out: the memory kernel has none).
+ */
+function stateOf(nl: Requester, family: 4 | 6 = 4): Record<string, string[]> {
+  const vxName = family === 6 ? "flannel-v6.7" : "flannel.7";
+  const ours = new Set(["lo", "eth0", vxName]);
   const links = linkList(nl).filter((l) => ours.has(l.name));
   const name = (i?: number) => links.find((l) => l.index === i)?.name ?? `#${i}`;
-  const vx = links.find((l) => l.name === "flannel.7");
+  const vx = links.find((l) => l.name === vxName);
   const vxIndex = vx?.index ?? -1;
+  const linkLocal = net6("fe80::/10");
   return {
     links: links.map((l) => {
       const v = l.vxlan;
       const info = v
-        ? ` vni ${v.vni} port ${v.port} local ${formatIP4(v.local)} dev ${
+        ? ` vni ${v.vni} port ${v.port} local ${formatIP(v.local)} dev ${
           name(v.underlayIndex)
         } learning ${v.learning}`
         : "";
       return `${l.name} up ${l.up} mtu ${l.mtu}${info}`;
     }).sort(),
-    routes: routeList(nl).map((r) =>
-      `${formatNet4(r.dst)}${r.gw !== undefined ? ` via ${formatIP4(r.gw)}` : ""} dev ${
+    routes: routeList(nl, { family }).filter((r) => !netInside(linkLocal, r.dst)).map((r) =>
+      `${formatNet(r.dst)}${r.gw !== undefined ? ` via ${formatIP(r.gw)}` : ""} dev ${
         name(r.dev)
-      } proto ${r.protocol} scope ${r.scope}${r.onlink ? " onlink" : ""}`
+      } proto ${r.protocol} scope ${r.scope} type ${r.type} metric ${r.priority ?? 0}${
+        r.onlink ? " onlink" : ""
+      }`
     ).sort(),
-    neighs: neighList(nl, { index: vxIndex }).map((n) =>
-      `${formatIP4(n.ip)} ${n.mac ? formatMAC(n.mac) : "-"} state ${n.state}`
+    addrs: family === 4 ? [] : addrList(nl, { family: 6 })
+      .filter((a) => !isLinkLocal6(a.ip as bigint) && ours.has(name(a.index)))
+      .map((a) => `${formatNet(a)} dev ${name(a.index)}`).sort(),
+    neighs: neighList(nl, { index: vxIndex, family }).map((n) =>
+      `${formatIP(n.ip)} ${n.mac ? formatMAC(n.mac) : "-"} state ${n.state}`
     ).sort(),
     fdbs: fdbList(nl, { index: vxIndex }).filter((f) => f.dst !== undefined).map((f) =>
-      `${formatMAC(f.mac)} dst ${formatIP4(f.dst!)} state ${f.state} flags ${f.flags}`
+      `${formatMAC(f.mac)} dst ${formatIP(f.dst!)} state ${f.state} flags ${f.flags}`
     ).sort(),
   };
 }
@@ -238,19 +386,26 @@ Deno.test({
       await linkUp(ns, "eth1");
       await setAddr(ns, "eth0", "192.168.7.1/24");
       await linkUp(ns, "eth0");
-      const real = inNetns(
-        ns,
-        () => withNetlinkSocket((nl) => ({ steps: runSteps(nl), state: stateOf(nl) })),
-      );
+      await ip(ns, "addr", "add", "2001:db8:7::1/64", "dev", "eth0", "nodad");
+      const both = (nl: Requester) => ({
+        steps: runSteps(nl),
+        state: stateOf(nl),
+        steps6: runSteps(nl, STEPS6),
+        state6: stateOf(nl, 6),
+      });
+      const real = inNetns(ns, () => withNetlinkSocket(both));
 
       const k = new MemoryKernel();
       const eth = k.addLink({ name: "eth0" });
       k.addLink({ name: "eth1" });
       addrAdd(k, eth.index, { ip: ip4("192.168.7.1"), prefix: 24 });
-      const memory = { steps: runSteps(k), state: stateOf(k) };
+      addrAdd(k, eth.index, { ip: ip6("2001:db8:7::1"), prefix: 64, flags: IFA_F_NODAD });
+      const memory = both(k);
 
       assertEquals(memory.steps, real.steps);
       assertEquals(memory.state, real.state);
+      assertEquals(memory.steps6, real.steps6);
+      assertEquals(memory.state6, real.state6);
     } finally {
       deleteNetnsSync(ns);
     }

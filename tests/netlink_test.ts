@@ -40,7 +40,15 @@ import {
   vxlanCreate,
 } from "../ffi/netlink/mod.ts";
 import { getTxChecksum, setTxChecksum } from "../ffi/ethtool.ts";
-import { formatIP4, formatIP6, parseCIDR4, parseIP4, parseIP6 } from "../lib/core/ip.ts";
+import {
+  formatIP,
+  formatIP4,
+  formatIP6,
+  formatNet,
+  parseCIDR4,
+  parseIP4,
+  parseIP6,
+} from "../lib/core/ip.ts";
 import { formatMAC, parseMAC } from "../lib/core/mac.ts";
 import { selectExtIface } from "../lib/values/iface.ts";
 import { bridgeJSON, createTestNetns, inNetns, ipJSON } from "./helpers/netlink_ns.ts";
@@ -220,8 +228,8 @@ Deno.test({
         const names = new Map(linkList(nl).map((l) => [l.index, l.name]));
         const ours = routeList(nl).map((r) =>
           [
-            r.dst.prefix === 0 ? "default" : `${formatIP4(r.dst.ip)}/${r.dst.prefix}`,
-            r.gw === undefined ? null : formatIP4(r.gw),
+            r.dst.prefix === 0 ? "default" : formatNet(r.dst),
+            r.gw === undefined ? null : formatIP(r.gw),
             names.get(r.dev!),
             r.onlink,
           ].join(" ")
@@ -253,7 +261,7 @@ Deno.test({
       await t.step("route get: device, gateway and source as ip route get", async () => {
         const r = routeGet(nl, ip4("8.8.8.8"));
         const [j] = await ipJSON(ns, "route", "get", "8.8.8.8");
-        assertEquals([r.dev, formatIP4(r.gw!), formatIP4(r.src!)], [
+        assertEquals([r.dev, formatIP(r.gw!), formatIP(r.src!)], [
           v0.index,
           j.gateway,
           j.prefsrc,
@@ -268,7 +276,7 @@ Deno.test({
         neighReplace(nl, n);
         neighReplace(nl, n);
         const ours = neighList(nl, { index: vx.index });
-        assertEquals(ours.map((x) => [formatIP4(x.ip), formatMAC(x.mac!), x.state]), [
+        assertEquals(ours.map((x) => [formatIP(x.ip), formatMAC(x.mac!), x.state]), [
           ["10.5.54.0", formatMAC(PEER_MAC), NUD_PERMANENT],
         ]);
         const theirs = await ipJSON(ns, "neigh", "show", "dev", "flannel.1");
@@ -287,7 +295,7 @@ Deno.test({
         fdbReplace(nl, f);
         fdbReplace(nl, f);
         const ours = fdbList(nl, { index: vx.index }).filter((e) => e.dst !== undefined);
-        assertEquals(ours.map((e) => [formatMAC(e.mac), formatIP4(e.dst!), e.state]), [
+        assertEquals(ours.map((e) => [formatMAC(e.mac), formatIP(e.dst!), e.state]), [
           [formatMAC(PEER_MAC), "10.9.0.2", NUD_PERMANENT],
         ]);
         const theirs = (await bridgeJSON(ns, "fdb", "show", "dev", "flannel.1")).filter((e) =>

@@ -9,7 +9,7 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { linkByName, NetlinkSocket, routeList } from "../ffi/netlink/mod.ts";
 import type { PeerDataPath } from "../lib/backend/reconcile.ts";
 import { PeerReconciler } from "../lib/backend/reconcile.ts";
-import { equal4, type IP4Net, parseCIDR4, parseIP4 } from "../lib/core/ip.ts";
+import { equalNet, type IP4Net, parseCIDR4, parseIP4 } from "../lib/core/ip.ts";
 import type { Lease } from "../lib/values/lease.ts";
 import { logger } from "../lib/core/log.ts";
 import { createTestNetns, inNetns } from "./helpers/netlink_ns.ts";
@@ -32,16 +32,22 @@ function engineIn(ns: string): { engine: PeerReconciler; routed: (s: string) => 
     const dev = linkByName(nl, "veth0")!.index;
     const dp: PeerDataPath = {
       leaseType: "test",
+      deviceNames: [],
       ensureLocal: () => [],
-      entriesFor: (_nl, l) => ({ route: { dst: l.subnet, gw: l.attrs.publicIP, dev } }),
-      ownership: () => ({ network: net("10.5.0.0/16"), routeDevs: [dev], entryDevs: [] }),
+      entriesFor: (_nl, l) => [{ route: { dst: l.subnet, gw: l.attrs.publicIP, dev } }],
+      ownership: () => ({
+        networks: [net("10.5.0.0/16")],
+        own: [],
+        routeDevs: [dev],
+        entryDevs: [],
+      }),
     };
     // No notifications: only the periodic check can repair.
     const engine = new PeerReconciler({ nl, notifications: null }, dp, logger("test"), {
       intervalSeconds: 1,
     });
     engine.start();
-    const routed = (s: string) => routeList(nl).some((r) => equal4(r.dst, net(s)));
+    const routed = (s: string) => routeList(nl).some((r) => equalNet(r.dst, net(s)));
     return { engine, routed };
   });
 }

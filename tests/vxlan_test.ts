@@ -11,7 +11,7 @@ import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { getTxChecksum } from "../ffi/ethtool.ts";
 import { needsChecksumWorkaround } from "../lib/backend/vxlan/config.ts";
 import { NTF_SELF, NUD_PERMANENT } from "../ffi/netlink/mod.ts";
-import { equal4, formatIP4, formatNet4, type IP4Net, parseIP4 } from "../lib/core/ip.ts";
+import { equalNet, formatIP4, formatNet4, type IP4Net, parseIP4 } from "../lib/core/ip.ts";
 import { formatMAC } from "../lib/core/mac.ts";
 import { Cluster, type Host, UNDERLAY } from "./helpers/cluster.ts";
 import { isRoot, setSysctl } from "./helpers/netns.ts";
@@ -44,7 +44,7 @@ async function vtepMAC(c: Cluster, h: Host): Promise<string> {
 /** Whether `k` holds the complete vxlan entries for peer subnet `sn` at `peerIP` with `mac`. */
 function hasPeer(k: HostKernel, sn: IP4Net, peerIP: string, mac: string): boolean {
   const idx = k.link?.index;
-  return k.routes.some((r) => equal4(r.dst, sn) && r.gw === sn.ip && r.dev === idx && r.onlink) &&
+  return k.routes.some((r) => equalNet(r.dst, sn) && r.gw === sn.ip && r.dev === idx && r.onlink) &&
     k.neighs.some((n) =>
       n.ip === sn.ip && n.mac !== null && formatMAC(n.mac) === mac &&
       (n.state & NUD_PERMANENT) !== 0
@@ -54,7 +54,7 @@ function hasPeer(k: HostKernel, sn: IP4Net, peerIP: string, mac: string): boolea
 
 /** Whether `k` has nothing left for peer subnet `sn` / `mac`. */
 function hasNoTrace(k: HostKernel, sn: IP4Net, mac: string): boolean {
-  return !k.routes.some((r) => equal4(r.dst, sn)) && !k.neighs.some((n) => n.ip === sn.ip) &&
+  return !k.routes.some((r) => equalNet(r.dst, sn)) && !k.neighs.some((n) => n.ip === sn.ip) &&
     !k.fdbs.some((f) => formatMAC(f.mac) === mac);
 }
 
@@ -286,7 +286,7 @@ Deno.test({
   );
   const k = hostKernel(h0.ns, DEV);
   const sn1 = hostSubnet(c, h1), sn2 = hostSubnet(c, h2);
-  assertEquals(k.routes.find((x) => equal4(x.dst, sn1))?.gw, parseIP4(h1.ip));
+  assertEquals(k.routes.find((x) => equalNet(x.dst, sn1))?.gw, parseIP4(h1.ip));
   const routes = await execOk(c, h0.ns, ["ip", "route"]);
   assertMatch(routes, new RegExp(`^${formatNet4(sn1)} via ${h1.ip} dev eth0 *$`, "m"));
   assert(hasPeer(k, sn2, h2.ip, await vtepMAC(c, h2)), "vxlan entries for the routed peer");

@@ -5,13 +5,12 @@
  * @module
  */
 
-import { formatIP4, formatIP6 } from "../../lib/core/ip.ts";
+import { formatNet } from "../../lib/core/ip.ts";
 import {
   ADD,
   AF_INET,
   AF_INET6,
   AF_UNSPEC,
-  type Attr,
   attr,
   decodeBody,
   dumpAs,
@@ -55,11 +54,7 @@ export interface Addr {
 
 /** `10.5.52.0/32` or `fd00::1/64`. */
 export function formatAddr(a: { ip: number | bigint; prefix: number }): string {
-  return `${typeof a.ip === "bigint" ? formatIP6(a.ip) : formatIP4(a.ip)}/${a.prefix}`;
-}
-
-function ipAttr(type: number, ip: number | bigint): Attr {
-  return typeof ip === "bigint" ? attr.ip6(type, ip) : attr.ip4(type, ip);
+  return formatNet(a);
 }
 
 /** RTM_NEWADDR / RTM_DELADDR for `spec` on link `index`. */
@@ -78,7 +73,7 @@ export function addrMessage(
     index,
   });
   // Like iproute2: the local address, and the same as "address" (no point-to-point peer).
-  const attrs = [ipAttr(IFA_LOCAL, spec.ip), ipAttr(IFA_ADDRESS, spec.ip)];
+  const attrs = [attr.ip(IFA_LOCAL, spec.ip), attr.ip(IFA_ADDRESS, spec.ip)];
   if ((spec.flags ?? 0) > 0xff) attrs.push(attr.u32(IFA_FLAGS, spec.flags!));
   return requestMessage(type, flags, fixed, attrs);
 }

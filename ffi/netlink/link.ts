@@ -5,7 +5,7 @@
  */
 
 import { formatMAC } from "../../lib/core/mac.ts";
-import { formatIP4 } from "../../lib/core/ip.ts";
+import { formatIP, type IP } from "../../lib/core/ip.ts";
 import {
   ADD,
   AF_UNSPEC,
@@ -30,6 +30,7 @@ import {
   IFLA_VXLAN_LEARNING,
   IFLA_VXLAN_LINK,
   IFLA_VXLAN_LOCAL,
+  IFLA_VXLAN_LOCAL6,
   IFLA_VXLAN_PORT,
   isNetlinkError,
   type NlMessage,
@@ -45,8 +46,8 @@ export interface VxlanInfo {
   vni: number;
   /** Destination UDP port; 0 when the kernel did not report one. */
   port: number;
-  /** Local (source) IPv4 as u32, 0 when unset. */
-  local: number;
+  /** Local (source) address: IPv4 as u32, IPv6 as bigint; 0 when unset. */
+  local: IP;
   /** Underlay device index, 0 when unset. */
   underlayIndex: number;
   learning: boolean;
@@ -81,8 +82,11 @@ export interface VxlanSpec {
   vni: number;
   /** Destination port; 0 or absent = kernel default (8472). */
   port?: number;
-  /** Source IPv4 (u32); 0 or absent = unset. */
-  local?: number;
+  /**
+   * Source address; 0 or absent = unset. An IPv6 address (bigint) makes an IPv6 VTEP: the
+   * kernel then encapsulates in IPv6 and keeps the device 70 bytes below its underlay.
+   */
+  local?: IP;
   /** Underlay device index; 0 or absent = unset. */
   underlayIndex?: number;
   learning?: boolean;
@@ -106,7 +110,7 @@ function decodeVxlan(d: Attrs): VxlanInfo {
   return {
     vni: d.u32(IFLA_VXLAN_ID) ?? 0,
     port: d.be16(IFLA_VXLAN_PORT) ?? 0,
-    local: d.ip4(IFLA_VXLAN_LOCAL) ?? 0,
+    local: d.ip4(IFLA_VXLAN_LOCAL) ?? d.ip6(IFLA_VXLAN_LOCAL6) ?? 0,
     underlayIndex: d.u32(IFLA_VXLAN_LINK) ?? 0,
     learning: (d.u8(IFLA_VXLAN_LEARNING) ?? 0) !== 0,
     gbp: d.has(IFLA_VXLAN_GBP),
@@ -161,7 +165,8 @@ export function vxlanCreateMessage(s: VxlanSpec): Uint8Array {
   checkName(s.name);
   const data: Attr[] = [attr.u32(IFLA_VXLAN_ID, s.vni)];
   if (s.underlayIndex) data.push(attr.u32(IFLA_VXLAN_LINK, s.underlayIndex));
-  if (s.local) data.push(attr.ip4(IFLA_VXLAN_LOCAL, s.local));
+  if (typeof s.local === "bigint" && s.local) data.push(attr.ip6(IFLA_VXLAN_LOCAL6, s.local));
+  else if (s.local) data.push(attr.ip(IFLA_VXLAN_LOCAL, s.local));
   // Sent explicitly: the kernel enables learning when the attribute is absent.
   data.push(attr.u8(IFLA_VXLAN_LEARNING, s.learning ? 1 : 0));
   if (s.gbp) data.push(attr.flag(IFLA_VXLAN_GBP));
@@ -226,7 +231,7 @@ export function linkSetMAC(nl: Requester, index: number, mac: Uint8Array): void 
 /** Creates a VXLAN device and returns it as read back from the kernel. */
 export function vxlanCreate(nl: Requester, s: VxlanSpec): Link {
   const what = `link add ${s.name} type vxlan id ${s.vni}` +
-    (s.local ? ` local ${formatIP4(s.local)}` : "");
+    (s.local ? ` local ${formatIP(s.local)}` : "");
   nl.request(vxlanCreateMessage(s), what);
   const link = linkByName(nl, s.name);
   if (!link) throw new Error(`${what}: created but not found afterwards`);

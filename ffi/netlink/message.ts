@@ -52,7 +52,7 @@ export const IFLA_OPERSTATE = 16, IFLA_LINKINFO = 18;
 export const IFLA_INFO_KIND = 1, IFLA_INFO_DATA = 2;
 export const IFLA_VXLAN_ID = 1, IFLA_VXLAN_GROUP = 2, IFLA_VXLAN_LINK = 3, IFLA_VXLAN_LOCAL = 4;
 export const IFLA_VXLAN_LEARNING = 7, IFLA_VXLAN_L2MISS = 13, IFLA_VXLAN_L3MISS = 14;
-export const IFLA_VXLAN_PORT = 15, IFLA_VXLAN_GBP = 23;
+export const IFLA_VXLAN_PORT = 15, IFLA_VXLAN_LOCAL6 = 17, IFLA_VXLAN_GBP = 23;
 
 /** Address attributes and flags (if_addr.h). */
 export const IFA_ADDRESS = 1, IFA_LOCAL = 2, IFA_LABEL = 3, IFA_BROADCAST = 4, IFA_FLAGS = 8;
@@ -252,6 +252,11 @@ export const attr = {
   ip4: (type: number, ip: number): Attr => ({ type, data: intBytes(4, ip, false) }),
   /** IPv6 address (bigint) in network order. */
   ip6: (type: number, ip: bigint): Attr => ({ type, data: ip6Bytes(ip) }),
+  /** An address of either family: 4 bytes for a `number`, 16 for a `bigint`. */
+  ip: (type: number, ip: number | bigint): Attr => ({
+    type,
+    data: typeof ip === "bigint" ? ip6Bytes(ip) : intBytes(4, ip, false),
+  }),
   /** NUL-terminated string. */
   str: (type: number, s: string): Attr => {
     const enc = new TextEncoder().encode(s);
@@ -361,6 +366,14 @@ export class Attrs {
     if (!b) return undefined;
     const d = new DataView(b.buffer, b.byteOffset, 16);
     return (d.getBigUint64(0, false) << 64n) | d.getBigUint64(8, false);
+  }
+  /**
+   * An address of either family by its length: 4 bytes as a u32 `number`, 16 as a
+   * `bigint`; undefined when absent or of another length.
+   */
+  ip(type: number): number | bigint | undefined {
+    const len = this.#map.get(type)?.byteLength;
+    return len === 4 ? this.ip4(type) : len === 16 ? this.ip6(type) : undefined;
   }
   /** String without its NUL terminator. */
   str(type: number): string | undefined {

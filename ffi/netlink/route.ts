@@ -1,6 +1,7 @@
 /**
- * IPv4 routes (RTM_*ROUTE): add, replace, delete, list, and kernel route lookup
- * (`ip route get`).
+ * Routes (RTM_*ROUTE), IPv4 and IPv6: add, replace, delete, list, and kernel route lookup
+ * (`ip route get`). The family follows the destination's address type: a `number` is
+ * IPv4, a `bigint` IPv6 (gateway and source must be of the same family).
  *
  * Protocol: new routes are written with RTPROT_BOOT, what upstream flanneld writes (its
  * netlink library's default) and what `ip route add` writes, so our routes are
@@ -11,7 +12,7 @@
  * @module
  */
 
-import { formatIP4, formatNet4, type IP4Net } from "../../lib/core/ip.ts";
+import { equalNet, familyOf, formatIP, formatNet, type IP, type IPNet } from "../../lib/core/ip.ts";
 import {
   ADD,
   AF_INET,
@@ -47,10 +48,10 @@ import {
 
 /** A route to write or delete. */
 export interface RouteSpec {
-  /** Destination; `{ip: 0, prefix: 0}` is the default route. */
-  dst: IP4Net;
-  /** Gateway ("via"), u32. */
-  gw?: number;
+  /** Destination; `{ip: 0, prefix: 0}` (`0n` for IPv6) is the default route. */
+  dst: IPNet;
+  /** Gateway ("via"), of the destination's family. */
+  gw?: IP;
   /** Output device index ("dev"). */
   dev?: number;
   /** Gateway is on the link even if no address says so (RTNH_F_ONLINK). */
@@ -61,8 +62,8 @@ export interface RouteSpec {
   table?: number;
   /** RTPROT_*; writes default to boot, deletes match any protocol. */
   protocol?: number;
-  /** Preferred source address ("src"), u32. */
-  src?: number;
+  /** Preferred source address ("src"). */
+  src?: IP;
   /** RTN_* type; writes default to unicast. */
   type?: number;
   /** Metric. */
@@ -71,10 +72,10 @@ export interface RouteSpec {
 
 /** A route as listed or looked up. */
 export interface Route {
-  dst: IP4Net;
-  gw?: number;
+  dst: IPNet;
+  gw?: IP;
   dev?: number;
-  src?: number;
+  src?: IP;
   onlink: boolean;
   scope: number;
   table: number;
@@ -85,8 +86,8 @@ export interface Route {
 
 /** `10.5.53.0/24 via 10.5.53.0 dev 5 onlink`, for messages. */
 export function formatRoute(r: RouteSpec): string {
-  let s = formatNet4(r.dst);
-  if (r.gw !== undefined) s += ` via ${formatIP4(r.gw)}`;
+  let s = formatNet(r.dst);
+  if (r.gw !== undefined) s += ` via ${formatIP(r.gw)}`;
   if (r.dev !== undefined) s += ` dev ${r.dev}`;
   if (r.onlink) s += " onlink";
   return s;
@@ -96,8 +97,14 @@ export function formatRoute(r: RouteSpec): string {
 export function routeMessage(type: number, flags: number, r: RouteSpec): Uint8Array {
   const del = type === RTM_DELROUTE;
   const table = r.table ?? RT_TABLE_MAIN;
+  const family = familyOf(r.dst.ip);
+  for (const ip of [r.gw, r.src]) {
+    if (ip !== undefined && familyOf(ip) !== family) {
+      throw new TypeError(`route ${formatRoute(r)}: addresses of two families`);
+    }
+  }
   const fixed = RTMSG.encode({
-    family: AF_INET,
+    family: family === 6 ? AF_INET6 : AF_INET,
     dstLen: r.dst.prefix,
     // Tables above 255 only fit in RTA_TABLE (as iproute2 does).
     table: table < 256 ? table : RT_TABLE_UNSPEC,
@@ -108,26 +115,30 @@ export function routeMessage(type: number, flags: number, r: RouteSpec): Uint8Ar
   });
   const attrs: Attr[] = [];
   if (table >= 256) attrs.push(attr.u32(RTA_TABLE, table));
-  if (r.dst.prefix > 0) attrs.push(attr.ip4(RTA_DST, r.dst.ip));
-  if (r.gw !== undefined) attrs.push(attr.ip4(RTA_GATEWAY, r.gw));
+  if (r.dst.prefix > 0) attrs.push(attr.ip(RTA_DST, r.dst.ip));
+  if (r.gw !== undefined) attrs.push(attr.ip(RTA_GATEWAY, r.gw));
   if (r.dev !== undefined) attrs.push(attr.u32(RTA_OIF, r.dev));
-  if (r.src !== undefined) attrs.push(attr.ip4(RTA_PREFSRC, r.src));
+  if (r.src !== undefined) attrs.push(attr.ip(RTA_PREFSRC, r.src));
   if (r.priority !== undefined) attrs.push(attr.u32(RTA_PRIORITY, r.priority));
   return requestMessage(type, flags, fixed, attrs);
 }
 
-/** Decodes an RTM_NEWROUTE message (IPv4). */
+/** Decodes an RTM_NEWROUTE message, IPv4 or IPv6. */
 export function decodeRoute(m: NlMessage): Route {
   const { hdr, attrs } = decodeBody(RTMSG, m);
+  const v6 = hdr.family === AF_INET6;
+  const ip = (type: number) => v6 ? attrs.ip6(type) : attrs.ip4(type);
   const r: Route = {
-    dst: { ip: attrs.ip4(RTA_DST) ?? 0, prefix: hdr.dstLen },
+    dst: v6
+      ? { ip: attrs.ip6(RTA_DST) ?? 0n, prefix: hdr.dstLen }
+      : { ip: attrs.ip4(RTA_DST) ?? 0, prefix: hdr.dstLen },
     onlink: (hdr.flags & RTNH_F_ONLINK) !== 0,
     scope: hdr.scope,
     table: attrs.u32(RTA_TABLE) ?? hdr.table,
     protocol: hdr.protocol,
     type: hdr.type,
   };
-  const gw = attrs.ip4(RTA_GATEWAY), dev = attrs.u32(RTA_OIF), src = attrs.ip4(RTA_PREFSRC);
+  const gw = ip(RTA_GATEWAY), dev = attrs.u32(RTA_OIF), src = ip(RTA_PREFSRC);
   const priority = attrs.u32(RTA_PRIORITY);
   if (gw !== undefined) r.gw = gw;
   if (dev !== undefined) r.dev = dev;
@@ -153,45 +164,48 @@ export function routeDel(nl: Requester, r: RouteSpec): void {
 
 /** Filter for {@link routeList}. */
 export interface RouteFilter {
+  /** 4 or 6; default 4, or the family of `dst` when given. */
+  family?: 4 | 6;
   /** Table to list; default main; 0 lists every table. */
   table?: number;
   /** Only routes through this device. */
   dev?: number;
   /** Only routes with exactly this destination. */
-  dst?: IP4Net;
+  dst?: IPNet;
 }
 
-/** IPv4 routes in the kernel's dump order, filtered. */
+/** Routes of one family in the kernel's dump order, filtered. */
 export function routeList(nl: Requester, filter: RouteFilter = {}): Route[] {
   const table = filter.table ?? RT_TABLE_MAIN;
+  const family = filter.family ?? (filter.dst ? familyOf(filter.dst.ip) : 4);
   const all = dumpAs(
     nl,
     RTM_GETROUTE,
-    RTMSG.encode({ family: AF_INET }),
+    RTMSG.encode({ family: family === 6 ? AF_INET6 : AF_INET }),
     decodeRoute,
-    "route list",
+    family === 6 ? "route list (IPv6)" : "route list",
   );
   return all.filter((r) =>
     (table === 0 || r.table === table) &&
     (filter.dev === undefined || r.dev === filter.dev) &&
-    (filter.dst === undefined || (r.dst.ip === filter.dst.ip && r.dst.prefix === filter.dst.prefix))
+    (filter.dst === undefined || equalNet(r.dst, filter.dst))
   );
 }
 
 /** RTM_GETROUTE lookup of one destination address. */
-export function routeGetMessage(dst: number): Uint8Array {
-  return requestMessage(RTM_GETROUTE, 0, RTMSG.encode({ family: AF_INET, dstLen: 32 }), [
-    attr.ip4(RTA_DST, dst),
-  ]);
+export function routeGetMessage(dst: IP): Uint8Array {
+  const v6 = familyOf(dst) === 6;
+  const fixed = RTMSG.encode({ family: v6 ? AF_INET6 : AF_INET, dstLen: v6 ? 128 : 32 });
+  return requestMessage(RTM_GETROUTE, 0, fixed, [attr.ip(RTA_DST, dst)]);
 }
 
 /**
  * `ip route get <dst>`: the route the kernel would use, with output device, gateway (absent
  * when directly connected) and preferred source. Throws ENETUNREACH when there is none.
  */
-export function routeGet(nl: Requester, dst: number): Route {
-  const [m] = nl.request(routeGetMessage(dst), `route get ${formatIP4(dst)}`);
-  if (!m) throw new Error(`route get ${formatIP4(dst)}: the kernel sent no route`);
+export function routeGet(nl: Requester, dst: IP): Route {
+  const [m] = nl.request(routeGetMessage(dst), `route get ${formatIP(dst)}`);
+  if (!m) throw new Error(`route get ${formatIP(dst)}: the kernel sent no route`);
   return decodeRoute(m);
 }
 

@@ -1,14 +1,15 @@
 /**
- * The `host-gw` backend (FLANNEL.md §11): no device and no encapsulation; each remote
- * subnet is routed via its host's public IP on the external interface, which therefore
- * must be on the same L2 segment. The shared reconciler (see reconcile.ts) keeps the routes.
+ * The `host-gw` backend: no device and no encapsulation; each remote subnet is routed via
+ * its host's public address on the external interface, which therefore must be on the same
+ * L2 segment: IPv4 subnets via the PublicIP, IPv6 subnets (`EnableIPv6`) via the
+ * PublicIPv6. The shared reconciler (see reconcile.ts) keeps the routes.
  * @module
  */
 
 import type { Requester } from "../../ffi/netlink/mod.ts";
-import { formatIP4, type IP4Net } from "../core/ip.ts";
-import type { Lease } from "../values/lease.ts";
-import { logger } from "../core/log.ts";
+import { formatIP, type IP, type IPNet } from "../core/ip.ts";
+import { describeLease, type Lease } from "../values/lease.ts";
+import { logger, OnceLogger } from "../core/log.ts";
 import type { BackendContext, BackendKind, BackendLeaseData } from "./backend.ts";
 import { PeerBackend } from "./peer_backend.ts";
 import type { Ownership, PeerEntries } from "./peer_state.ts";
@@ -20,7 +21,11 @@ const log = logger("host-gw");
 export class HostGwBackend extends PeerBackend {
   readonly leaseType = "host-gw";
   readonly mtu: number;
-  #network: IP4Net;
+  readonly deviceNames: readonly string[] = [];
+  /** The networks routed: `Network` (EnableIPv4) and `IPv6Network` (EnableIPv6). */
+  #v4: IPNet | null;
+  #v6: IPNet | null;
+  #badLease = new OnceLogger(log);
 
   /**
    * @param kernel the host's kernel unless a test passes an in-memory one
@@ -32,23 +37,28 @@ export class HostGwBackend extends PeerBackend {
     debounceMs?: number,
   ) {
     super(log, { intervalSeconds: ctx.reconcileIntervalSeconds, debounceMs }, kernel);
-    if (!ctx.network.network) throw new Error("host-gw: IPv6-only networks are not supported");
-    this.#network = ctx.network.network;
+    const n = ctx.network;
+    this.#v4 = n.enableIPv4 && n.network ? n.network : null;
+    this.#v6 = n.enableIPv6 && n.ipv6Network ? n.ipv6Network : null;
+    if (!this.#v4 && !this.#v6) throw new Error("host-gw: neither IPv4 nor IPv6 is enabled");
     this.mtu = ctx.ext.mtu;
   }
 
-  /** Refuses a public IP other than the interface's: peers could not route to it directly. */
+  /**
+   * Refuses a public address other than the interface's, in each family in use: peers
+   * route to it directly, so it must be on the link ("probably you're on a NAT").
+   */
   prepare(): Promise<BackendLeaseData> {
-    const { extAddr, ifaceAddr, name } = this.ctx.ext;
-    if (extAddr !== ifaceAddr) {
-      return Promise.reject(
-        new Error(
-          `host-gw: the public IP ${formatIP4(extAddr)} differs from ${name}'s address ` +
-            `${
-              formatIP4(ifaceAddr)
-            } (probably you're on a NAT); host-gw needs direct L2 reachability`,
-        ),
+    const { extAddr, ifaceAddr, extAddr6, ifaceAddr6, name } = this.ctx.ext;
+    const differs = (v: string, pub: IP | null, iface: IP | null) =>
+      new Error(
+        `host-gw: the public ${v} ${pub === null ? "(none)" : formatIP(pub)} differs from ` +
+          `${name}'s address ${iface === null ? "(none)" : formatIP(iface)} ` +
+          `(probably you're on a NAT); host-gw needs direct L2 reachability`,
       );
+    if (this.#v4 && extAddr !== ifaceAddr) return Promise.reject(differs("IP", extAddr, ifaceAddr));
+    if (this.#v6 && (extAddr6 === null || extAddr6 !== ifaceAddr6)) {
+      return Promise.reject(differs("IPv6", extAddr6, ifaceAddr6));
     }
     return Promise.resolve({});
   }
@@ -59,15 +69,30 @@ export class HostGwBackend extends PeerBackend {
     return [];
   }
 
-  entriesFor(_nl: Requester, lease: Lease): PeerEntries | null {
-    if (!lease.attrs.publicIP) return null;
-    return { route: { dst: lease.subnet, gw: lease.attrs.publicIP, dev: this.ctx.ext.index } };
+  entriesFor(_nl: Requester, lease: Lease): PeerEntries[] {
+    const dev = this.ctx.ext.index;
+    const out: PeerEntries[] = [];
+    const { publicIP, publicIPv6 } = lease.attrs;
+    if (this.#v4 && publicIP) out.push({ route: { dst: lease.subnet, gw: publicIP, dev } });
+    if (this.#v6 && lease.ipv6Subnet) {
+      const key = describeLease(lease);
+      if (publicIPv6 === null) {
+        this.#badLease.warn(key, "no IPv6 path to this host-gw lease: it has no PublicIPv6", {
+          subnet: key,
+        });
+      } else {
+        this.#badLease.clear(key);
+        out.push({ route: { dst: lease.ipv6Subnet, gw: publicIPv6, dev } });
+      }
+    }
+    return out;
   }
 
   ownership(): Ownership {
+    const own = [this.#v4 && this.own?.subnet, this.#v6 && this.own?.ipv6Subnet];
     return {
-      network: this.#network,
-      own: this.own?.subnet,
+      networks: [this.#v4, this.#v6].filter((n) => n !== null),
+      own: own.filter((n) => !!n) as IPNet[],
       routeDevs: [this.ctx.ext.index],
       entryDevs: [],
     };

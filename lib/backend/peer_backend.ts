@@ -26,6 +26,7 @@ export function systemKernel(): KernelAccess {
 export abstract class PeerBackend implements Backend, PeerDataPath {
   abstract readonly leaseType: string;
   abstract readonly mtu: number;
+  abstract readonly deviceNames: readonly string[];
   /** Requests, shared with the engine (all netlink work is synchronous). */
   protected readonly nl: Requester;
   /** Our lease, once started. */
@@ -43,7 +44,7 @@ export abstract class PeerBackend implements Backend, PeerDataPath {
 
   abstract prepare(): Promise<BackendLeaseData>;
   abstract ensureLocal(nl: Requester): Repair[];
-  abstract entriesFor(nl: Requester, lease: Lease): PeerEntries | null;
+  abstract entriesFor(nl: Requester, lease: Lease): PeerEntries[];
   abstract ownership(): Ownership;
 
   /** Sets up local state for our lease before peers are programmed; default nothing. */

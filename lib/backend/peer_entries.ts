@@ -14,7 +14,9 @@ import {
   routeDel,
   routeReplace,
 } from "../../ffi/netlink/mod.ts";
-import { type PeerEntries, type PeerFdb, type PeerNeigh, sameMAC } from "./peer_state.ts";
+import { equalNet } from "../core/ip.ts";
+import { sameMAC } from "../core/mac.ts";
+import type { PeerEntries, PeerFdb, PeerNeigh } from "./peer_state.ts";
 
 const ABSENT = new Set(["ENOENT", "ESRCH", "ENODEV", "EADDRNOTAVAIL"]);
 
@@ -67,13 +69,29 @@ export function removeEntries(nl: Requester, e: PeerEntries): void {
   if (e.neigh) removeNeigh(nl, e.neigh);
 }
 
-/** Removes the parts of `prev` that `next` no longer covers (a replace would leave them). */
-export function removeSuperseded(nl: Requester, prev: PeerEntries, next: PeerEntries): void {
-  const n = next.neigh, f = next.fdb;
-  if (prev.neigh && !(n && n.dev === prev.neigh.dev && n.ip === prev.neigh.ip)) {
-    removeNeigh(nl, prev.neigh);
-  }
-  if (prev.fdb && !(f && f.dev === prev.fdb.dev && sameMAC(f.mac, prev.fdb.mac))) {
-    removeFdb(nl, prev.fdb);
+/**
+ * Removes the parts of a lease's previous entries (`prev`, one set per family) that its
+ * new entries (`next`) no longer cover: a replace would leave them behind (a new VTEP MAC,
+ * a switch to a direct route, a family the lease no longer offers).
+ */
+export function removeSuperseded(
+  nl: Requester,
+  prev: readonly PeerEntries[],
+  next: readonly PeerEntries[],
+): void {
+  for (const p of prev) {
+    if (!next.some((n) => equalNet(n.route.dst, p.route.dst))) {
+      deleteQuietly(() => routeDel(nl, { dst: p.route.dst, gw: p.route.gw, dev: p.route.dev }));
+    }
+    if (
+      p.neigh && !next.some(({ neigh: n }) => n && n.dev === p.neigh!.dev && n.ip === p.neigh!.ip)
+    ) {
+      removeNeigh(nl, p.neigh);
+    }
+    if (
+      p.fdb && !next.some(({ fdb: f }) => f && f.dev === p.fdb!.dev && sameMAC(f.mac, p.fdb!.mac))
+    ) {
+      removeFdb(nl, p.fdb);
+    }
   }
 }

@@ -1,12 +1,14 @@
 /**
  * What the kernel must hold for the remote leases of a routing backend (vxlan, host-gw),
  * and the difference between that and what the kernel holds: the repairs to make and, at
- * startup, the stale entries to remove. Pure; the kernel is read and written elsewhere.
+ * startup, the stale entries to remove. IPv4 and IPv6 entries alike: an address is a
+ * `number` or a `bigint`, and entries of the two families never match each other. Pure;
+ * the kernel is read and written elsewhere.
  * @module
  */
 
-import { contains4, equal4, formatIP4, type IP4Net } from "../core/ip.ts";
-import { formatMAC } from "../core/mac.ts";
+import { equalNet, formatIP, type IP, type IPNet, netInside } from "../core/ip.ts";
+import { formatMAC, sameMAC } from "../core/mac.ts";
 import {
   type FdbEntry,
   type Neigh,
@@ -19,8 +21,8 @@ import { RTPROT_KERNEL } from "../../ffi/netlink/message.ts";
 
 /** A route we own: always in the main table, with a gateway and an output device. */
 export interface PeerRoute {
-  dst: IP4Net;
-  gw: number;
+  dst: IPNet;
+  gw: IP;
   dev: number;
   onlink?: boolean;
 }
@@ -28,7 +30,7 @@ export interface PeerRoute {
 /** A permanent neighbour entry on device `dev`. */
 export interface PeerNeigh {
   dev: number;
-  ip: number;
+  ip: IP;
   mac: Uint8Array;
 }
 
@@ -36,10 +38,13 @@ export interface PeerNeigh {
 export interface PeerFdb {
   dev: number;
   mac: Uint8Array;
-  dst: number;
+  dst: IP;
 }
 
-/** Everything one remote lease needs. Install order: neigh, fdb, route. */
+/**
+ * Everything one remote lease needs in one family (a dual-stack lease has a set per
+ * family). Install order: neigh, fdb, route.
+ */
 export interface PeerEntries {
   route: PeerRoute;
   neigh?: PeerNeigh;
@@ -48,7 +53,7 @@ export interface PeerEntries {
 
 /** The kernel's current state, as far as it matters here. */
 export interface KernelView {
-  /** Main-table IPv4 routes. */
+  /** Main-table routes of the families in use. */
   routes: Route[];
   /** Neighbour entries of the devices in {@link Ownership.entryDevs}. */
   neighs: Neigh[];
@@ -58,10 +63,10 @@ export interface KernelView {
 
 /** Which kernel entries are ours to delete when no lease wants them. */
 export interface Ownership {
-  /** The flannel Network: only routes inside it are ever touched. */
-  network: IP4Net;
-  /** Our own subnet, never removed. */
-  own?: IP4Net;
+  /** The flannel networks (`Network`, `IPv6Network`): only routes inside them are touched. */
+  networks: IPNet[];
+  /** Our own subnets, never removed. */
+  own: IPNet[];
   /** Devices whose routes inside the Network we own. */
   routeDevs: number[];
   /** Devices whose permanent neighbours and FDB entries with a destination we own. */
@@ -78,14 +83,9 @@ export interface Plan {
   staleFdbs: FdbEntry[];
 }
 
-/** Byte-wise MAC equality; a missing address equals nothing. */
-export function sameMAC(a: Uint8Array | null, b: Uint8Array): boolean {
-  return a !== null && a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
 /** Whether kernel route `r` is exactly `want` (gateway, device, onlink). */
 export function routeMatches(want: PeerRoute, r: Route): boolean {
-  return r.table === RT_TABLE_MAIN && equal4(r.dst, want.dst) && r.gw === want.gw &&
+  return r.table === RT_TABLE_MAIN && equalNet(r.dst, want.dst) && r.gw === want.gw &&
     r.dev === want.dev && r.onlink === (want.onlink ?? false);
 }
 
@@ -100,14 +100,15 @@ export function fdbMatches(want: PeerFdb, f: FdbEntry): boolean {
   return f.index === want.dev && f.dst === want.dst && sameMAC(f.mac, want.mac);
 }
 
-/** Whether `dst` lies inside `network` (same or longer prefix). */
-function insideNetwork(network: IP4Net, dst: IP4Net): boolean {
-  return dst.prefix >= network.prefix && contains4(network, dst.ip);
+/** Whether `dst` lies inside one of `networks` (same family, same or longer prefix). */
+export function insideNetworks(networks: readonly IPNet[], dst: IPNet): boolean {
+  return networks.some((n) => netInside(n, dst));
 }
 
-/** Map keys: a prefix, a (device, IP) pair, a (device, MAC) pair. */
-const netKey = (n: IP4Net) => `${n.ip}/${n.prefix}`;
-const ipKey = (dev: number, ip: number) => `${dev}|${ip}`;
+/** Map keys: a prefix, a (device, IP) pair, a (device, MAC) pair; `6:` keeps families apart. */
+const ipText = (ip: IP) => typeof ip === "bigint" ? `6:${ip}` : `${ip}`;
+const netKey = (n: IPNet) => `${ipText(n.ip)}/${n.prefix}`;
+const ipKey = (dev: number, ip: IP) => `${dev}|${ipText(ip)}`;
 const macKey = (dev: number, mac: Uint8Array) => `${dev}|${mac.join(":")}`;
 
 /** Groups `xs` by `key`, so that each lookup below costs one bucket, not a scan of the dump. */
@@ -161,8 +162,8 @@ export function planRepairs(
   const wantedFdbs = new Set(desired.flatMap((d) => d.fdb ? [macKey(d.fdb.dev, d.fdb.mac)] : []));
   plan.staleRoutes = kernel.routes.filter((r) =>
     r.table === RT_TABLE_MAIN && r.protocol !== RTPROT_KERNEL && r.dev !== undefined &&
-    own.routeDevs.includes(r.dev) && insideNetwork(own.network, r.dst) &&
-    !(own.own && equal4(own.own, r.dst)) && !wantedNets.has(netKey(r.dst))
+    own.routeDevs.includes(r.dev) && insideNetworks(own.networks, r.dst) &&
+    !own.own.some((o) => equalNet(o, r.dst)) && !wantedNets.has(netKey(r.dst))
   );
   plan.staleNeighs = kernel.neighs.filter((n) =>
     own.entryDevs.includes(n.index) && (n.state & NUD_PERMANENT) !== 0 &&
@@ -184,16 +185,16 @@ export function planSize(p: Plan): number {
 
 /** `10.5.53.0 lladdr aa:… dev 7`, for log lines. */
 export function describeNeigh(
-  n: { ip: number; mac: Uint8Array | null; dev?: number; index?: number },
+  n: { ip: IP; mac: Uint8Array | null; dev?: number; index?: number },
 ): string {
-  return `${formatIP4(n.ip)} lladdr ${n.mac ? formatMAC(n.mac) : "-"} dev ${n.dev ?? n.index}`;
+  return `${formatIP(n.ip)} lladdr ${n.mac ? formatMAC(n.mac) : "-"} dev ${n.dev ?? n.index}`;
 }
 
 /** `aa:… dst 192.168.1.12 dev 7`, for log lines. */
 export function describeFdb(
-  f: { mac: Uint8Array; dst?: number; dev?: number; index?: number },
+  f: { mac: Uint8Array; dst?: IP; dev?: number; index?: number },
 ): string {
-  return `${formatMAC(f.mac)} dst ${f.dst !== undefined ? formatIP4(f.dst) : "-"} dev ${
+  return `${formatMAC(f.mac)} dst ${f.dst !== undefined ? formatIP(f.dst) : "-"} dev ${
     f.dev ?? f.index
   }`;
 }

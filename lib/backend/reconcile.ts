@@ -13,6 +13,9 @@
  * notifications from a `NotificationSource`, the host's or a test's in-memory kernel.
  * Notifications are only classified here, decoded by the netlink layer.
  *
+ * IPv4 and IPv6 are handled alike: a lease yields one set of entries per family it offers,
+ * and the kernel is read in the families of the networks the data path owns.
+ *
  * All netlink work is synchronous, so handle() and reconcile() never interleave.
  * @module
  */
@@ -40,17 +43,19 @@ import {
   RTM_NEWNEIGH,
   RTM_NEWROUTE,
   RTNLGRP_IPV4_ROUTE,
+  RTNLGRP_IPV6_ROUTE,
   RTNLGRP_LINK,
   RTNLGRP_NEIGH,
   type Subscription,
 } from "../../ffi/netlink/mod.ts";
-import { contains4 } from "../core/ip.ts";
+import { familyOf } from "../core/ip.ts";
 import { describeLease, type Lease, type LeaseEvent, subnetKey } from "../values/lease.ts";
 import { type Logger, OnceLogger } from "../core/log.ts";
 import { releaseFreedMemory } from "../../ffi/malloc.ts";
 import {
   describeFdb,
   describeNeigh,
+  insideNetworks,
   type KernelView,
   type Ownership,
   type PeerEntries,
@@ -78,12 +83,15 @@ export interface Repair {
 export interface PeerDataPath {
   /** Our BackendType; leases of other types are ignored (logged once per subnet). */
   readonly leaseType: string;
-  /** Name of our device, whose link events trigger a reconcile; absent for host-gw. */
-  readonly deviceName?: string;
-  /** Checks the device, its address and state, repairing what is wrong. */
+  /** Names of our devices, whose link events trigger a reconcile; none for host-gw. */
+  readonly deviceNames: readonly string[];
+  /** Checks the devices, their addresses and state, repairing what is wrong. */
   ensureLocal(nl: Requester): Repair[];
-  /** Entries for a remote lease (current device index); null when unusable (it logs why). */
-  entriesFor(nl: Requester, lease: Lease): PeerEntries | null;
+  /**
+   * Entries for a remote lease (current device indexes), one set per family it can be
+   * reached in; empty when it is unusable (the data path logs why).
+   */
+  entriesFor(nl: Requester, lease: Lease): PeerEntries[];
   /** Which kernel entries are ours. */
   ownership(): Ownership;
 }
@@ -113,7 +121,7 @@ const MAX_DEBOUNCE_FACTOR = 10;
 /** Keeps the kernel in line with the remote leases; see the module comment. */
 export class PeerReconciler {
   #leases = new Map<string, Lease>();
-  #applied = new Map<string, PeerEntries>();
+  #applied = new Map<string, PeerEntries[]>();
   #ignored: OnceLogger;
   #counts: Record<string, number> = {
     repairs: 0,
@@ -161,7 +169,12 @@ export class PeerReconciler {
     }, this.#interval * 1000);
     if (!this.#notifications) return;
     try {
-      const sub = this.#notifications.subscribe([RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH]);
+      const sub = this.#notifications.subscribe([
+        RTNLGRP_LINK,
+        RTNLGRP_IPV4_ROUTE,
+        RTNLGRP_IPV6_ROUTE,
+        RTNLGRP_NEIGH,
+      ]);
       this.#events = sub;
       this.#watch(sub);
     } catch (e) {
@@ -203,13 +216,11 @@ export class PeerReconciler {
         case RTM_NEWLINK:
         case RTM_DELLINK: {
           const l = decodeLink(m);
-          return l.name === this.dp.deviceName || own.routeDevs.includes(l.index);
+          return this.dp.deviceNames.includes(l.name) || own.routeDevs.includes(l.index);
         }
         case RTM_NEWROUTE:
-        case RTM_DELROUTE: {
-          const r = decodeRoute(m);
-          return r.dst.prefix >= own.network.prefix && contains4(own.network, r.dst.ip);
-        }
+        case RTM_DELROUTE:
+          return insideNetworks(own.networks, decodeRoute(m).dst);
         case RTM_NEWNEIGH:
         case RTM_DELNEIGH:
           return own.entryDevs.includes(neighIndex(m));
@@ -251,7 +262,7 @@ export class PeerReconciler {
   /** Applies remote lease events (idempotent). */
   handle(events: LeaseEvent[]): void {
     for (const ev of events) {
-      const key = subnetKey(ev.lease.subnet);
+      const key = subnetKey(ev.lease.subnet, ev.lease.ipv6Subnet);
       if (ev.type === "removed") this.#forget(key, ev.lease);
       else this.#add(key, ev.lease);
     }
@@ -275,7 +286,7 @@ export class PeerReconciler {
     this.#ignored.clear(key);
     const entries = this.dp.entriesFor(this.#nl, lease);
     const prev = this.#applied.get(key);
-    if (!entries) {
+    if (entries.length === 0) {
       if (this.#leases.has(key)) this.#forget(key, lease);
       return;
     }
@@ -283,10 +294,10 @@ export class PeerReconciler {
     try {
       if (prev) removeSuperseded(this.#nl, prev, entries);
       this.#applied.set(key, entries);
-      installEntries(this.#nl, entries);
+      for (const e of entries) installEntries(this.#nl, e);
       this.log.info("peer added", {
         subnet: describeLease(lease),
-        route: formatRoute(entries.route),
+        route: entries.map((e) => formatRoute(e.route)).join(", "),
       });
     } catch (e) {
       this.#counts.errors++;
@@ -304,7 +315,7 @@ export class PeerReconciler {
     this.#applied.delete(key);
     if (!prev) return;
     try {
-      removeEntries(this.#nl, prev);
+      for (const e of prev) removeEntries(this.#nl, e);
       this.log.info("peer removed", { subnet: describeLease(lease) });
     } catch (e) {
       this.#counts.errors++;
@@ -326,17 +337,19 @@ export class PeerReconciler {
       const desired: PeerEntries[] = [];
       for (const [key, lease] of this.#leases) {
         const e = this.dp.entriesFor(this.#nl, lease);
-        if (!e) continue;
+        if (e.length === 0) continue;
         const prev = this.#applied.get(key);
         if (prev) removeSuperseded(this.#nl, prev, e);
         this.#applied.set(key, e);
-        desired.push(e);
+        desired.push(...e);
       }
       const own = this.dp.ownership();
+      const families = [...new Set(own.networks.map((n) => familyOf(n.ip)))];
+      const ours = (x: { index: number }) => own.entryDevs.includes(x.index);
       const view: KernelView = {
-        routes: routeList(this.#nl),
-        neighs: neighList(this.#nl).filter((n) => own.entryDevs.includes(n.index)),
-        fdbs: fdbList(this.#nl).filter((f) => own.entryDevs.includes(f.index)),
+        routes: families.flatMap((family) => routeList(this.#nl, { family })),
+        neighs: families.flatMap((family) => neighList(this.#nl, { family }).filter(ours)),
+        fdbs: own.entryDevs.length ? fdbList(this.#nl).filter(ours) : [],
       };
       // Without a snapshot after a full period the watcher found no leases at all.
       const cleanup = !this.#cleanupDone && (this.#snapshotSeen || this.#ticks > 0);
@@ -347,7 +360,7 @@ export class PeerReconciler {
         this.#cleanupDone = true;
         this.log.info("startup cleanup done", {
           stale: plan.staleRoutes.length + plan.staleNeighs.length + plan.staleFdbs.length,
-          peers: desired.length,
+          peers: this.#applied.size,
         });
       }
     } catch (e) {

@@ -1,91 +1,50 @@
 /**
- * The `vxlan` backend (FLANNEL.md §10), IPv4: the kernel's VXLAN device `flannel.<VNI>`
- * carries the traffic; per remote host we program a permanent neighbour (remote subnet
- * address → its VTEP MAC), an FDB entry (VTEP MAC → its public IP) and an onlink route —
- * or, with DirectRouting and the peer on our L2 segment, a plain route via its public IP.
- * The shared reconciler (see reconcile.ts) keeps all of it (and the device itself) in place.
+ * The `vxlan` backend: the kernel's VXLAN devices carry the traffic, `flannel.<VNI>` for
+ * IPv4 and, with `EnableIPv6`, `flannel-v6.<VNI>` for IPv6 (an IPv6 VTEP on the public
+ * IPv6). Per remote host and family we program a permanent neighbour (remote subnet address
+ * → its VTEP MAC), an FDB entry (VTEP MAC → its public address) and an onlink route — or,
+ * with DirectRouting and the peer on our L2 segment, a plain route via its public address.
+ * The shared reconciler (see reconcile.ts) keeps all of it (and the devices) in place.
  * @module
  */
 
-import { setTxChecksum } from "../../ffi/ethtool.ts";
-import {
-  addrDel,
-  addrList,
-  addrReplace,
-  type Link,
-  linkByName,
-  linkSetMAC,
-  linkSetMTU,
-  linkSetUp,
-  type Requester,
-  routeGet,
-  type VxlanSpec,
-} from "../../ffi/netlink/mod.ts";
-import { contains4, formatIP4, type IP4Net } from "../core/ip.ts";
+import { type Requester, routeGet } from "../../ffi/netlink/mod.ts";
+import { formatIP, type IP, type IPNet } from "../core/ip.ts";
 import { describeLease, type Lease } from "../values/lease.ts";
 import { logger, OnceLogger } from "../core/log.ts";
 import { formatMAC } from "../core/mac.ts";
 import type { BackendContext, BackendKind, BackendLeaseData } from "./backend.ts";
 import { PeerBackend } from "./peer_backend.ts";
-import { type Ownership, type PeerEntries, sameMAC } from "./peer_state.ts";
+import type { Ownership, PeerEntries } from "./peer_state.ts";
 import type { KernelAccess, Repair } from "./reconcile.ts";
 import {
   checksumWorkaround,
   leaseVtepMAC,
   parseVxlanConfig,
+  VXLAN6_OVERHEAD,
   VXLAN_OVERHEAD,
   type VxlanConfig,
   vxlanDeviceName,
 } from "./vxlan/config.ts";
-import { ensureDevice, incompatibility } from "./vxlan/device.ts";
+import { Vtep } from "./vxlan/vtep.ts";
+
+export { configureDeviceAddress } from "./vxlan/vtep.ts";
 
 const log = logger("vxlan");
-
-/**
- * Ensures `<subnet>.0/32` on the device, removes other addresses inside `network`, and
- * brings the link up; returns what it had to change.
- */
-export function configureDeviceAddress(
-  nl: Requester,
-  link: Link,
-  own: IP4Net,
-  network: IP4Net,
-): Repair[] {
-  const done: Repair[] = [];
-  const addrs = addrList(nl, { index: link.index, family: 4 });
-  if (!addrs.some((a) => a.ip === own.ip && a.prefix === 32)) {
-    addrReplace(nl, link.index, { ip: own.ip, prefix: 32 });
-    done.push({ kind: "address", what: `address ${formatIP4(own.ip)}/32 on ${link.name}` });
-  }
-  for (const a of addrs) {
-    if (typeof a.ip === "number" && a.ip !== own.ip && contains4(network, a.ip)) {
-      addrDel(nl, link.index, { ip: a.ip, prefix: a.prefix });
-      done.push({
-        kind: "address",
-        what: `removed foreign address ${formatIP4(a.ip)}/${a.prefix} from ${link.name}`,
-      });
-    }
-  }
-  if (!link.up) {
-    linkSetUp(nl, link.index);
-    done.push({ kind: "link", what: `${link.name} set up` });
-  }
-  return done;
-}
 
 /** The vxlan backend. */
 export class VxlanBackend extends PeerBackend {
   readonly leaseType = "vxlan";
+  /** FLANNEL_MTU: the IPv4 device's MTU, or the IPv6 device's in an IPv6-only network. */
   readonly mtu: number;
-  readonly deviceName: string;
+  readonly deviceNames: readonly string[];
   readonly config: VxlanConfig;
-  #spec: VxlanSpec;
-  #network: IP4Net;
-  #link: Link | null = null;
-  #mac: Uint8Array | null = null;
+  /** The IPv4 device (`EnableIPv4`) and the IPv6 device (`EnableIPv6`). */
+  readonly v4: Vtep | null;
+  readonly v6: Vtep | null;
   #badLease = new OnceLogger(log);
 
-  /** Whether TX checksum offload is turned off on the device. */
+  /** Whether TX checksum offload is turned off on the devices. */
   readonly disableTxChecksum: boolean;
 
   /**
@@ -98,123 +57,129 @@ export class VxlanBackend extends PeerBackend {
     debounceMs?: number,
   ) {
     super(log, { intervalSeconds: ctx.reconcileIntervalSeconds, debounceMs }, kernel);
+    const { network, ext } = ctx;
     this.config = ctx.options;
     this.disableTxChecksum = checksumWorkaround(this.config, {
       kernelRelease: Deno.osRelease(),
-      behindNAT: ctx.ext.extAddr !== ctx.ext.ifaceAddr,
+      behindNAT: ext.extAddr !== ext.ifaceAddr ||
+        (ext.extAddr6 !== null && ext.extAddr6 !== ext.ifaceAddr6),
     });
-    if (!ctx.network.network) throw new Error("vxlan: IPv6-only networks are not supported");
-    this.#network = ctx.network.network;
-    this.mtu = (this.config.mtu || ctx.ext.mtu) - VXLAN_OVERHEAD;
-    this.deviceName = vxlanDeviceName(this.config.vni);
-    this.#spec = {
-      name: this.deviceName,
-      vni: this.config.vni,
-      port: this.config.port,
-      local: ctx.ext.extAddr,
-      underlayIndex: ctx.ext.index,
-      learning: this.config.learning,
-      gbp: this.config.gbp,
-      mtu: this.mtu,
-    };
+    const underlayMTU = this.config.mtu || ext.mtu;
+    const vtep = (family: 4 | 6, local: IP, net: IPNet) =>
+      new Vtep({
+        spec: {
+          name: vxlanDeviceName(this.config.vni, family),
+          vni: this.config.vni,
+          port: this.config.port,
+          local,
+          underlayIndex: ext.index,
+          learning: this.config.learning,
+          gbp: this.config.gbp,
+          mtu: underlayMTU - (family === 6 ? VXLAN6_OVERHEAD : VXLAN_OVERHEAD),
+        },
+        network: net,
+        disableTxChecksum: this.disableTxChecksum,
+        log,
+      });
+    this.v4 = network.enableIPv4 && network.network ? vtep(4, ext.extAddr, network.network) : null;
+    if (network.enableIPv6 && network.ipv6Network) {
+      if (ext.extAddr6 === null) {
+        throw new Error(`vxlan: IPv6 is enabled but ${ext.name} has no IPv6 address to use`);
+      }
+      this.v6 = vtep(6, ext.extAddr6, network.ipv6Network);
+    } else this.v6 = null;
+    const devices = [this.v4, this.v6].filter((d) => d !== null);
+    if (devices.length === 0) throw new Error("vxlan: neither IPv4 nor IPv6 is enabled");
+    this.mtu = devices[0].mtu;
+    this.deviceNames = devices.map((d) => d.name);
   }
 
-  /** Creates or reuses the device; its MAC goes into the lease. */
+  #devices(): Vtep[] {
+    return [this.v4, this.v6].filter((d) => d !== null);
+  }
+
+  /** Creates or reuses the devices; their MACs go into the lease. */
   prepare(): Promise<BackendLeaseData> {
-    const { link, action } = ensureDevice(this.nl, this.#spec);
-    this.#adopt(link);
-    log.info(`${action} ${this.deviceName}`, {
-      vni: this.config.vni,
-      mac: formatMAC(this.#mac!),
-      local: formatIP4(this.ctx.ext.extAddr),
-      dev: this.ctx.ext.name,
-      mtu: link.mtu,
-    });
-    return Promise.resolve({
-      backendData: { VNI: this.config.vni, VtepMAC: formatMAC(this.#mac!) },
-    });
-  }
-
-  /** Records a (re)created device and applies the per-device settings. */
-  #adopt(link: Link): void {
-    this.#link = link;
-    this.#mac = link.mac;
-    try {
-      Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${link.name}/accept_ra`, "0");
-    } catch { /* IPv6 disabled: nothing to turn off */ }
-    if (!this.disableTxChecksum) return;
-    try {
-      setTxChecksum(link.name, false);
-      log.info(
-        `turned TX checksum offload off on ${link.name} (avoids "bad checksum" drops on kernels < 5.7 and behind NAT)`,
-      );
-    } catch (e) {
-      log.warn(`cannot turn TX checksum offload off on ${link.name}`, { error: e });
-    }
+    const data: BackendLeaseData = {};
+    const vni = this.config.vni;
+    if (this.v4) data.backendData = { VNI: vni, VtepMAC: formatMAC(this.v4.prepare(this.nl)) };
+    if (this.v6) data.backendV6Data = { VNI: vni, VtepMAC: formatMAC(this.v6.prepare(this.nl)) };
+    return Promise.resolve(data);
   }
 
   protected override configure(own: Lease): void {
-    for (const r of configureDeviceAddress(this.nl, this.#link!, own.subnet, this.#network)) {
-      log.info(r.what);
-    }
+    const repairs = [
+      ...this.v4?.configure(this.nl, own.subnet) ?? [],
+      ...(this.v6 && own.ipv6Subnet ? this.v6.configure(this.nl, own.ipv6Subnet) : []),
+    ];
+    for (const r of repairs) log.info(r.what);
   }
 
   // ---------------------------------------------------------------- PeerDataPath
 
   ensureLocal(nl: Requester): Repair[] {
-    const done: Repair[] = [];
-    let link = linkByName(nl, this.deviceName);
-    const why = link ? incompatibility(link, this.#spec) : "deleted";
-    if (why !== null) {
-      link = ensureDevice(nl, { ...this.#spec, mac: this.#mac ?? undefined }).link;
-      done.push({
-        kind: "device",
-        what: `recreated ${this.deviceName} (${why}) with MAC ${formatMAC(link.mac!)}`,
-      });
-      this.#adopt(link);
-    } else if (this.#mac && !sameMAC(link!.mac, this.#mac)) {
-      linkSetMAC(nl, link!.index, this.#mac);
-      done.push({
-        kind: "device",
-        what: `MAC of ${this.deviceName} set back to ${formatMAC(this.#mac)}`,
-      });
-    }
-    if (link!.mtu !== this.mtu) {
-      linkSetMTU(nl, link!.index, this.mtu);
-      done.push({ kind: "mtu", what: `MTU of ${this.deviceName} set back to ${this.mtu}` });
-    }
-    this.#link = link;
-    if (this.own) done.push(...configureDeviceAddress(nl, link!, this.own.subnet, this.#network));
-    return done;
+    return [
+      ...this.v4?.ensure(nl, this.own?.subnet) ?? [],
+      ...this.v6?.ensure(nl, this.own?.ipv6Subnet) ?? [],
+    ];
   }
 
-  entriesFor(nl: Requester, lease: Lease): PeerEntries | null {
+  entriesFor(nl: Requester, lease: Lease): PeerEntries[] {
     const key = describeLease(lease);
-    const mac = leaseVtepMAC(lease.attrs.backendData);
-    const peer = lease.attrs.publicIP;
-    if (!mac || !peer) {
-      this.#badLease.warn(key, "ignoring vxlan lease without a usable VtepMAC or PublicIP", {
-        subnet: key,
-        backendData: lease.attrs.backendData,
-      });
-      return null;
+    const out: PeerEntries[] = [];
+    const a = lease.attrs;
+    const note = (family: string, e: PeerEntries | null, msg: string, fields: object) => {
+      if (e) {
+        out.push(e);
+        this.#badLease.clear(`${key} ${family}`);
+      } else this.#badLease.warn(`${key} ${family}`, msg, { subnet: key, ...fields });
+    };
+    if (this.v4) {
+      note(
+        "v4",
+        this.#entries(nl, this.v4, lease.subnet, a.publicIP || null, a.backendData),
+        "ignoring vxlan lease without a usable VtepMAC or PublicIP",
+        { backendData: a.backendData },
+      );
     }
-    this.#badLease.clear(key);
+    if (this.v6 && lease.ipv6Subnet) {
+      note(
+        "v6",
+        this.#entries(nl, this.v6, lease.ipv6Subnet, a.publicIPv6, a.backendV6Data),
+        "no IPv6 path to this vxlan lease: no usable VtepMAC in BackendV6Data or no PublicIPv6",
+        {
+          publicIPv6: a.publicIPv6 === null ? null : formatIP(a.publicIPv6),
+          backendV6Data: a.backendV6Data,
+        },
+      );
+    }
+    return out;
+  }
+
+  /** One family's entries towards `subnet` at `peer` with VTEP data `data`; null when unusable. */
+  #entries(
+    nl: Requester,
+    dev: Vtep,
+    subnet: IPNet,
+    peer: IP | null,
+    data: unknown,
+  ): PeerEntries | null {
+    const mac = leaseVtepMAC(data);
+    if (!mac || peer === null) return null;
     if (this.config.directRouting) {
-      const dev = this.#directDev(nl, peer);
-      if (dev !== null) return { route: { dst: lease.subnet, gw: peer, dev } };
+      const direct = this.#directDev(nl, peer);
+      if (direct !== null) return { route: { dst: subnet, gw: peer, dev: direct } };
     }
-    const dev = this.#link!.index;
-    const gw = lease.subnet.ip;
+    const gw = subnet.ip;
     return {
-      neigh: { dev, ip: gw, mac },
-      fdb: { dev, mac, dst: peer },
-      route: { dst: lease.subnet, gw, dev, onlink: true },
+      neigh: { dev: dev.index, ip: gw, mac },
+      fdb: { dev: dev.index, mac, dst: peer },
+      route: { dst: subnet, gw, dev: dev.index, onlink: true },
     };
   }
 
   /** The device reaching `peer` without a gateway (same L2 segment), or null. */
-  #directDev(nl: Requester, peer: number): number | null {
+  #directDev(nl: Requester, peer: IP): number | null {
     try {
       const r = routeGet(nl, peer);
       return r.gw === undefined ? r.dev ?? this.ctx.ext.index : null;
@@ -224,12 +189,16 @@ export class VxlanBackend extends PeerBackend {
   }
 
   ownership(): Ownership {
-    const dev = this.#link?.index ?? 0;
+    const devs = this.#devices();
+    const own = [this.v4 && this.own?.subnet, this.v6 && this.own?.ipv6Subnet];
     return {
-      network: this.#network,
-      own: this.own?.subnet,
-      routeDevs: this.config.directRouting ? [dev, this.ctx.ext.index] : [dev],
-      entryDevs: [dev],
+      networks: devs.map((d) => d.network),
+      own: own.filter((n) => !!n) as IPNet[],
+      routeDevs: [
+        ...devs.map((d) => d.index),
+        ...this.config.directRouting ? [this.ctx.ext.index] : [],
+      ],
+      entryDevs: devs.map((d) => d.index),
     };
   }
 }

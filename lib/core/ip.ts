@@ -202,3 +202,57 @@ export function contains6(n: IP6Net, ip: bigint): boolean {
 export function overlaps6(a: IP6Net, b: IP6Net): boolean {
   return a.prefix <= b.prefix ? contains6(a, b.ip) : contains6(b, a.ip);
 }
+
+// ------------------------------------------------------------ either family
+
+/** An address of either family: IPv4 as a u32 `number`, IPv6 as a `bigint`. */
+export type IP = number | bigint;
+
+/** A network of either family. */
+export type IPNet = IP4Net | IP6Net;
+
+/** Whether `n` is an IPv6 network. */
+export function isNet6(n: IPNet): n is IP6Net {
+  return typeof n.ip === "bigint";
+}
+
+/** 4 or 6, by the type of the address. */
+export function familyOf(ip: IP): 4 | 6 {
+  return typeof ip === "bigint" ? 6 : 4;
+}
+
+/** Dotted IPv4 or canonical IPv6 text. */
+export function formatIP(ip: IP): string {
+  return typeof ip === "bigint" ? formatIP6(ip) : formatIP4(ip);
+}
+
+/** `10.5.0.0/16` or `fd42::/56`. */
+export function formatNet(n: { ip: IP; prefix: number }): string {
+  return `${formatIP(n.ip)}/${n.prefix}`;
+}
+
+/** Whether two networks are identical (never across families). */
+export function equalNet(a: { ip: IP; prefix: number }, b: { ip: IP; prefix: number }): boolean {
+  return a.ip === b.ip && a.prefix === b.prefix;
+}
+
+/** Whether network `n` contains address `ip` (never across families). */
+export function containsIP(n: { ip: IP; prefix: number }, ip: IP): boolean {
+  if (typeof n.ip === "bigint") {
+    return typeof ip === "bigint" && contains6({ ip: n.ip, prefix: n.prefix }, ip);
+  }
+  return typeof ip === "number" && contains4({ ip: n.ip, prefix: n.prefix }, ip);
+}
+
+/** Whether `inner` lies inside `outer` (same family, same or longer prefix). */
+export function netInside(
+  outer: { ip: IP; prefix: number },
+  inner: { ip: IP; prefix: number },
+): boolean {
+  return inner.prefix >= outer.prefix && containsIP(outer, inner.ip);
+}
+
+/** Go's `IsLinkLocalUnicast` for IPv6: fe80::/10. */
+export function isLinkLocal6(ip: bigint): boolean {
+  return ip >> 118n === 0x3fan;
+}

@@ -23,3 +23,8 @@ export function parseMAC(s: string): Uint8Array | null {
 export function formatMAC(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
 }
+
+/** Byte-wise MAC equality; a missing address equals nothing. */
+export function sameMAC(a: Uint8Array | null, b: Uint8Array): boolean {
+  return a !== null && a.length === b.length && a.every((x, i) => x === b[i]);
+}

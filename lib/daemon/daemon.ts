@@ -12,7 +12,7 @@ import type { ExternalInterface } from "../values/iface.ts";
 import { chooseBackend, type ChosenBackend } from "./backends.ts";
 import { describeLease, type Lease, type LeaseAttrs, type LeaseEvent } from "../values/lease.ts";
 import { Backoff, sleep } from "../core/async.ts";
-import { formatIP4 } from "../core/ip.ts";
+import { formatIP4, formatIP6 } from "../core/ip.ts";
 import { logger } from "../core/log.ts";
 import { remoteLeaseProblem } from "../subnet/allocator.ts";
 import { LeaseManager, OutOfSubnetsError } from "../subnet/lease_manager.ts";
@@ -85,7 +85,19 @@ export async function runDaemon(
     log.error(`invalid network config at ${registry.configKey}: ${(e as Error).message}`);
     return 1;
   }
-  const ext = await o.selectInterface(cfg);
+  let ext: ExternalInterface;
+  try {
+    ext = await o.selectInterface(cfg);
+  } catch (e) {
+    // One line, before any device or lease exists: nothing is left half-programmed.
+    const msg = (e as Error).message;
+    const hint = cfg.enableIPv6 && /IPv6|v6/.test(msg)
+      ? "; EnableIPv6 is set in the network config: the external interface needs a global " +
+        "IPv6 address (--public-ipv6 must be one of its addresses), or set EnableIPv6 to false"
+      : "";
+    log.error(`${msg}${hint}`);
+    return 1;
+  }
   state.ext = ext;
   const backend = chosen.kind.create({
     network: cfg,
@@ -129,7 +141,7 @@ export async function runDaemon(
       await backend.start(now);
       await rules?.update(leaseNets(cfg, now));
       state.subnetEnvWritten = await envFile();
-      watcher.setOwn(now.subnet);
+      watcher.setOwn(now.subnet, undefined, now.ipv6Subnet);
       await watcher.resync();
       log.warn("data path moved to the new subnet; subnet file rewritten", {
         old: describeLease(old),
@@ -153,7 +165,11 @@ export async function runDaemon(
     }
   }
   if (!lease) return 0;
-  log.info("lease acquired", { subnet: describeLease(lease), publicIP: formatIP4(attrs.publicIP) });
+  log.info("lease acquired", {
+    subnet: describeLease(lease),
+    publicIP: cfg.enableIPv4 ? formatIP4(attrs.publicIP) : undefined,
+    publicIPv6: attrs.publicIPv6 !== null ? formatIP6(attrs.publicIPv6) : undefined,
+  });
   await backend.start(lease);
   // Rules before subnet.env (upstream's order), so that "ready" implies them.
   state.rulesInPlace = !o.rules;
@@ -189,7 +205,7 @@ export async function runDaemon(
   }
 
   state.watcher = watcher;
-  watcher.setOwn(lease.subnet, attrs.publicIP);
+  watcher.setOwn(lease.subnet, attrs.publicIP, lease.ipv6Subnet, attrs.publicIPv6);
   await watcher.start();
   manager.startRenewal();
   watchConfig(registry, cfg, signal);

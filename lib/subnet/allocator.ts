@@ -57,6 +57,8 @@ export function remoteLeaseProblem(
     }
     if (l.attrs.publicIP === 0) return "lease has no PublicIP";
   }
+  // IPv6-only: the IPv6 subnet is all there is to route (the IPv4 part is 0.0.0.0/0).
+  if (!cfg.enableIPv4 && cfg.enableIPv6 && !l.ipv6Subnet) return "lease has no IPv6 subnet";
   if (cfg.enableIPv6 && l.ipv6Subnet && cfg.ipv6Network) {
     if (!contains6(cfg.ipv6Network, l.ipv6Subnet.ip) || l.ipv6Subnet.prefix !== cfg.ipv6SubnetLen) {
       return "IPv6 subnet is outside the IPv6Network or not IPv6SubnetLen";

@@ -17,12 +17,18 @@
  */
 
 import type { NetworkConfig } from "../values/config.ts";
-import { describeLease, type Lease, type LeaseAttrs } from "../values/lease.ts";
+import {
+  describeLease,
+  type Lease,
+  type LeaseAttrs,
+  samePublicAddress,
+  sameSubnets,
+} from "../values/lease.ts";
 import { Backoff, FailureLog, sleep } from "../core/async.ts";
 import { logger } from "../core/log.ts";
 import type { PreviousSubnets } from "../values/subnet_env.ts";
 import { freeSubnets4, freeSubnets6, isCompatible, pickRandom } from "./allocator.ts";
-import { equal4, formatIP4, type IP4Net, type IP6Net, overlaps4, overlaps6 } from "../core/ip.ts";
+import { formatIP4, type IP4Net, type IP6Net, overlaps4, overlaps6 } from "../core/ip.ts";
 import type { SubnetRegistry } from "./registry.ts";
 import type { OwnEvent } from "./watcher.ts";
 
@@ -136,10 +142,8 @@ export class LeaseManager {
         ...leases,
         ...bad.flatMap((b) => b.occupies ? [b.occupies] : []),
       ];
-      // 1. Reuse the lease that carries our PublicIP.
-      const mine = attrs.publicIP !== 0 && !avoid
-        ? leases.find((l) => l.attrs.publicIP === attrs.publicIP)
-        : undefined;
+      // 1. Reuse the lease that carries our PublicIP (IPv6-only: our PublicIPv6).
+      const mine = avoid ? undefined : leases.find((l) => samePublicAddress(l.attrs, attrs));
       if (mine) {
         if (isCompatible(config, mine)) {
           const reservation = mine.leaseId === "0";
@@ -151,7 +155,7 @@ export class LeaseManager {
                 : "reusing lease of our public IP",
               {
                 subnet: describeLease(got),
-                publicIP: formatIP4(attrs.publicIP),
+                publicIP: attrs.publicIP ? formatIP4(attrs.publicIP) : undefined,
               },
             );
             return got;
@@ -164,11 +168,16 @@ export class LeaseManager {
         await registry.delete(mine.subnet, mine.ipv6Subnet);
         continue;
       }
-      // 2. The previous subnet from subnet.env, when nobody holds it.
-      if (prev.subnet && !avoid) {
-        const cand = { subnet: prev.subnet, ipv6Subnet: prev.ipv6Subnet };
+      // 2. The previous subnet from subnet.env, when nobody holds it. An IPv6-only network
+      // keys every lease by 0.0.0.0/0: only the IPv6 part tells them apart.
+      const v4 = config.enableIPv4;
+      if ((v4 ? prev.subnet : prev.ipv6Subnet) && !avoid) {
+        const cand = {
+          subnet: v4 ? prev.subnet! : { ip: 0, prefix: 0 },
+          ipv6Subnet: prev.ipv6Subnet,
+        };
         const held = occupied.some((l) =>
-          overlaps4(l.subnet, prev.subnet!) ||
+          (v4 && overlaps4(l.subnet, cand.subnet)) ||
           (prev.ipv6Subnet && l.ipv6Subnet && overlaps6(l.ipv6Subnet, prev.ipv6Subnet))
         );
         if (!held && isCompatible(config, cand)) {
@@ -312,7 +321,7 @@ export class LeaseManager {
     void this.#serial(async () => {
       const cur = this.#lease;
       if (!cur || this.#stop.signal.aborted) return;
-      if (ev.lease && !equal4(ev.lease.subnet, cur.subnet)) return; // about a subnet we no longer hold
+      if (ev.lease && !sameSubnets(ev.lease, cur)) return; // about a subnet we no longer hold
       if (ev.type === "put" && ev.lease) {
         if (ev.lease.attrs.publicIP === this.#o.attrs.publicIP) {
           // Our own write (or a re-put of it): track its revision so renewals compare right.

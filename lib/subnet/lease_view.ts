@@ -12,9 +12,16 @@
  * @module
  */
 
-import { equal4, formatIP4, type IP4Net } from "../core/ip.ts";
+import { formatIP4, formatIP6, type IP4Net, type IP6Net } from "../core/ip.ts";
 import { logger, OnceLogger } from "../core/log.ts";
-import { describeLease, type Lease, type LeaseEvent, parseSubnetKey } from "../values/lease.ts";
+import {
+  describeLease,
+  type Lease,
+  type LeaseEvent,
+  parseSubnetKey,
+  samePublicAddress,
+  subnetKey,
+} from "../values/lease.ts";
 import { leaseFromKV, type LeaseList } from "./registry.ts";
 import type { StoreEvent } from "./store.ts";
 
@@ -45,17 +52,27 @@ export interface LeaseViewStats {
   badLeases: number;
 }
 
-/** The key of a lease's IPv4 subnet, for the known-lease map. */
-function idOf(subnet: IP4Net): string {
-  return `${subnet.ip}/${subnet.prefix}`;
+/** A lease's subnets: its identity (the etcd key names both). */
+interface Subnets {
+  subnet: IP4Net;
+  ipv6Subnet?: IP6Net;
+}
+
+/**
+ * The key of a lease's subnets, for the known-lease map: both parts, since in an
+ * IPv6-only network every lease has the IPv4 part 0.0.0.0/0.
+ */
+function idOf(l: Subnets): string {
+  return subnetKey(l.subnet, l.ipv6Subnet);
 }
 
 /** Remote leases known from listings and watch events. */
 export class LeaseView {
   readonly #known = new Map<string, Lease>();
   readonly #bad = new OnceLogger(log);
-  #own: IP4Net | null = null;
+  #own: string | null = null;
   #ownIP = 0;
+  #ownIP6: bigint | null = null;
   readonly stats: LeaseViewStats = { events: 0, badLeases: 0 };
 
   constructor(
@@ -68,10 +85,16 @@ export class LeaseView {
    * lease carrying it on another subnet is our own write in transit during a subnet
    * change, never a remote host to route to).
    */
-  setOwn(subnet: IP4Net | null, publicIP = this.#ownIP): void {
-    this.#own = subnet;
+  setOwn(
+    subnet: IP4Net | null,
+    publicIP = this.#ownIP,
+    ipv6Subnet?: IP6Net,
+    publicIPv6 = this.#ownIP6,
+  ): void {
+    this.#own = subnet ? idOf({ subnet, ipv6Subnet }) : null;
     this.#ownIP = publicIP;
-    if (subnet) this.#known.delete(idOf(subnet));
+    this.#ownIP6 = publicIPv6;
+    if (this.#own) this.#known.delete(this.#own);
   }
 
   /** Leases currently known (remote only). */
@@ -79,12 +102,13 @@ export class LeaseView {
     return [...this.#known.values()];
   }
 
-  #isOwn(subnet: IP4Net): boolean {
-    return this.#own !== null && equal4(this.#own, subnet);
+  #isOwn(l: Subnets): boolean {
+    return this.#own !== null && this.#own === idOf(l);
   }
 
+  /** A lease with our public IP (or, IPv6-only, our public IPv6) on another subnet. */
   #isOurIP(l: Lease): boolean {
-    return this.#ownIP !== 0 && l.attrs.publicIP === this.#ownIP;
+    return samePublicAddress(l.attrs, { publicIP: this.#ownIP, publicIPv6: this.#ownIP6 });
   }
 
   /** Applies a listing: emits the difference to what is known, then our own key's state. */
@@ -94,7 +118,7 @@ export class LeaseView {
     const seen = new Set<string>();
     let ownLease: Lease | undefined;
     for (const l of list.leases) {
-      if (this.#isOwn(l.subnet)) {
+      if (this.#isOwn(l)) {
         ownLease = l;
         continue;
       }
@@ -104,7 +128,7 @@ export class LeaseView {
         this.#noteBad(this.keyOf(l), why);
         continue;
       }
-      const id = idOf(l.subnet);
+      const id = idOf(l);
       seen.add(id);
       const prev = this.#known.get(id);
       if (!prev || prev.modRevision !== l.modRevision) events.push({ type: "added", lease: l });
@@ -133,14 +157,14 @@ export class LeaseView {
 
   #onDelete(key: string, out: LeaseEvent[]): void {
     this.#bad.clear(key);
-    const subnet = parseSubnetKey(key)?.subnet;
-    if (!subnet) return;
-    if (this.#isOwn(subnet)) return this.cb.onOwn({ type: "delete" });
-    const known = this.#known.get(idOf(subnet));
-    this.#known.delete(idOf(subnet));
+    const subnets = parseSubnetKey(key);
+    if (!subnets) return;
+    if (this.#isOwn(subnets)) return this.cb.onOwn({ type: "delete" });
+    const known = this.#known.get(idOf(subnets));
+    this.#known.delete(idOf(subnets));
     out.push({
       type: "removed",
-      lease: known ?? { subnet, attrs: { publicIP: 0, publicIPv6: null } },
+      lease: known ?? { ...subnets, attrs: { publicIP: 0, publicIPv6: null } },
     });
   }
 
@@ -150,11 +174,11 @@ export class LeaseView {
       lease = decode();
     } catch (e) {
       this.#noteBad(key, (e as Error).message);
-      const subnet = parseSubnetKey(key)?.subnet;
-      if (subnet && !this.#isOwn(subnet)) this.#forget(subnet, out);
+      const subnets = parseSubnetKey(key);
+      if (subnets && !this.#isOwn(subnets)) this.#forget(subnets, out);
       return;
     }
-    if (this.#isOwn(lease.subnet)) return this.cb.onOwn({ type: "put", lease });
+    if (this.#isOwn(lease)) return this.cb.onOwn({ type: "put", lease });
     if (this.#isOurIP(lease)) {
       log.debug(1, "skipping a lease with our public IP on another subnet", {
         subnet: describeLease(lease),
@@ -164,19 +188,19 @@ export class LeaseView {
     const why = this.cb.validate(lease);
     if (why) {
       this.#noteBad(key, why);
-      this.#forget(lease.subnet, out);
+      this.#forget(lease, out);
       return;
     }
     this.#bad.clear(key);
-    this.#known.set(idOf(lease.subnet), lease);
+    this.#known.set(idOf(lease), lease);
     out.push({ type: "added", lease });
   }
 
   /** A peer whose lease turned unusable is no longer routed to. */
-  #forget(subnet: IP4Net, out: LeaseEvent[]): void {
-    const known = this.#known.get(idOf(subnet));
+  #forget(subnets: Subnets, out: LeaseEvent[]): void {
+    const known = this.#known.get(idOf(subnets));
     if (!known) return;
-    this.#known.delete(idOf(subnet));
+    this.#known.delete(idOf(subnets));
     out.push({ type: "removed", lease: known });
   }
 
@@ -192,6 +216,7 @@ export class LeaseView {
       log.info(e.type === "added" ? "lease added" : "lease removed", {
         subnet: describeLease(e.lease),
         peer: e.lease.attrs.publicIP ? formatIP4(e.lease.attrs.publicIP) : undefined,
+        peer6: e.lease.attrs.publicIPv6 !== null ? formatIP6(e.lease.attrs.publicIPv6) : undefined,
         backend: e.lease.attrs.backendType,
       });
     }

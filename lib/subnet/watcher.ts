@@ -7,7 +7,7 @@
  */
 
 import { Backoff, FailureLog, sleep } from "../core/async.ts";
-import type { IP4Net } from "../core/ip.ts";
+import type { IP4Net, IP6Net } from "../core/ip.ts";
 import { logger } from "../core/log.ts";
 import type { Lease } from "../values/lease.ts";
 import { LeaseView, type LeaseViewCallbacks } from "./lease_view.ts";
@@ -63,9 +63,14 @@ export class LeaseWatcher {
     });
   }
 
-  /** Sets our own subnet and public IP (see {@link LeaseView.setOwn}). */
-  setOwn(subnet: IP4Net | null, publicIP?: number): void {
-    this.#view.setOwn(subnet, publicIP);
+  /** Sets our own subnets and public addresses (see {@link LeaseView.setOwn}). */
+  setOwn(
+    subnet: IP4Net | null,
+    publicIP?: number,
+    ipv6Subnet?: IP6Net,
+    publicIPv6?: bigint | null,
+  ): void {
+    this.#view.setOwn(subnet, publicIP, ipv6Subnet, publicIPv6);
   }
 
   /** Leases currently known (remote only). */

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { formatIP4, formatIP6, parseIP4, parseIP6 } from "../core/ip.ts";
+import { formatIP4, formatIP6, isLinkLocal6, parseIP4, parseIP6 } from "../core/ip.ts";
 import { logger } from "../core/log.ts";
 import { type Addr, addrList } from "../../ffi/netlink/addr.ts";
 import { type Link, linkList } from "../../ffi/netlink/link.ts";
@@ -70,8 +70,8 @@ export interface NetState {
   defaultDevs4: number[];
   /** Same for IPv6. */
   defaultDevs6: number[];
-  /** Kernel route lookup, for `--iface-can-reach` (IPv4 only). */
-  routeGet?: (dst: number) => { dev?: number; src?: number };
+  /** Kernel route lookup, for `--iface-can-reach` (an IPv4 or IPv6 target). */
+  routeGet?: (dst: number | bigint) => { dev?: number; src?: number | bigint };
 }
 
 type Stack = "v4" | "v6" | "dual";
@@ -85,9 +85,6 @@ function isLinkLocal4(ip: number): boolean {
 function isGlobal4(ip: number): boolean {
   const top = ip >>> 24;
   return ip !== 0 && top !== 127 && (top & 0xf0) !== 0xe0 && ip !== 0xffffffff && !isLinkLocal4(ip);
-}
-function isLinkLocal6(ip: bigint): boolean {
-  return ip >> 118n === 0x3fan; // fe80::/10
 }
 function isGlobal6(ip: bigint): boolean {
   return ip !== 0n && ip !== 1n && ip >> 120n !== 0xffn && !isLinkLocal6(ip);
@@ -197,10 +194,10 @@ function byRegex(state: NetState, pattern: string, stack: Stack): Found {
 }
 
 function byCanReach(state: NetState, target: string): Found {
-  const dst = parseIP4(target);
+  const dst = parseAnyIP(target);
   if (dst === null) {
     throw new Error(
-      `failed to get ifcanreach based interface: invalid IPv4 address ${JSON.stringify(target)}`,
+      `failed to get ifcanreach based interface: invalid IP address ${JSON.stringify(target)}`,
     );
   }
   if (!state.routeGet) {
@@ -221,10 +218,12 @@ function byCanReach(state: NetState, target: string): Found {
       `failed to get ifcanreach based interface: route to ${target} has no interface`,
     );
   }
+  // The route's preferred source is the address of the target's family; the other
+  // family's address (dual stack) comes from the interface.
   return {
     link: byIndex(state, r.dev, "failed to get ifcanreach based interface"),
-    addr4: r.src ?? null,
-    addr6: null,
+    addr4: typeof r.src === "number" ? r.src : null,
+    addr6: typeof r.src === "bigint" ? r.src : null,
   };
 }
 
@@ -295,16 +294,20 @@ function lookupExtIface(
   const f = sel();
   const name = f.link.name;
   const first = (v6: boolean) => {
-    const a = usableAddrs(state, f.link.index, v6)[0];
-    if (!a) throw new Error(`failed to find IPv${v6 ? 6 : 4} address for interface ${name}`);
+    const all = usableAddrs(state, f.link.index, v6);
+    // Other hosts cannot reach a link-local IPv6 address (it needs a zone): not a VTEP or gateway.
+    const a = v6 ? all.find((x) => !isLinkLocal6(x.ip as bigint)) : all[0];
+    if (!a) {
+      const only = v6 && all.length ? ` (only link-local ${fmt(all[0].ip)})` : "";
+      throw new Error(`failed to find IPv${v6 ? 6 : 4} address for interface ${name}${only}`);
+    }
     return a.ip;
   };
-  if (stack === "v4" && f.addr4 === null) f.addr4 = first(false) as number;
-  if (stack === "v6" && f.addr6 === null) f.addr6 = first(true) as bigint;
-  if (stack === "dual" && f.addr4 === null && f.addr6 === null) {
-    f.addr4 = first(false) as number;
-    f.addr6 = first(true) as bigint;
-  }
+  // Each family the selector did not fix comes from the interface. Upstream fills in a
+  // dual stack only when neither is fixed, so `--iface=<IPv4>` there leases an IPv6 subnet
+  // without a PublicIPv6, which its own peers then refuse.
+  if (stack !== "v6" && f.addr4 === null) f.addr4 = first(false) as number;
+  if (stack !== "v4" && f.addr6 === null) f.addr6 = first(true) as bigint;
   if (!f.link.mtu) throw new Error(`failed to determine MTU for ${name} interface`);
   let ext4 = f.addr4;
   if (opts.publicIP) {
@@ -358,15 +361,19 @@ export function chooseExtIface(opts: IfaceOptions, state: NetState): ExternalInt
     ...regexes.map((r): [string, () => Found] => [r, () => byRegex(state, r, stack)]),
   ];
   if (canReach) attempts.push([`ifaceCanReach: ${canReach}`, () => byCanReach(state, canReach)]);
+  const reasons: string[] = [];
   for (const [what, sel] of attempts) {
     try {
       return lookupExtIface(state, sel, stack, opts);
     } catch (e) {
       log.info(`Could not find valid interface matching ${what}: ${(e as Error).message}`);
+      reasons.push(`${what}: ${(e as Error).message}`);
     }
   }
+  // Upstream's message, then why each selector failed (upstream logs those separately).
   throw new Error(
-    "Failed to find interface to use that matches the interfaces and/or regexes provided",
+    "Failed to find interface to use that matches the interfaces and/or regexes provided (" +
+      reasons.join("; ") + ")",
   );
 }
 

@@ -177,3 +177,20 @@ export function describeLease(l: { subnet: IP4Net; ipv6Subnet?: IP6Net }): strin
     ? `${formatNet4(l.subnet)},${formatNet6(l.ipv6Subnet)}`
     : formatNet4(l.subnet);
 }
+
+/**
+ * Whether `l` names the host with attrs `me`: the same PublicIP or, in an IPv6-only network
+ * (PublicIP 0.0.0.0), the same PublicIPv6. False when `me` has neither.
+ */
+export function samePublicAddress(l: LeaseAttrs, me: LeaseAttrs): boolean {
+  if (me.publicIP !== 0) return l.publicIP === me.publicIP;
+  return me.publicIPv6 !== null && l.publicIPv6 === me.publicIPv6;
+}
+
+/** Whether two leases name the same subnets (the same key). */
+export function sameSubnets(
+  a: { subnet: IP4Net; ipv6Subnet?: IP6Net },
+  b: { subnet: IP4Net; ipv6Subnet?: IP6Net },
+): boolean {
+  return subnetKey(a.subnet, a.ipv6Subnet) === subnetKey(b.subnet, b.ipv6Subnet);
+}

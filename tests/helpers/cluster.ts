@@ -11,12 +11,18 @@
  *              veth<j> ports for its containers
  *   <p>-h<i>c<j>  a "container": eth0 = <subnet>.(2+j), default route via <subnet>.1
  *
+ * With `ipv6: true` the underlay is dual-stack: every namespace on the switch also gets
+ * 2001:db8::<n>/64 (the gateway ::1, etcd ::2, host i ::(10+i), no DAD), hosts forward
+ * IPv6, the network config gets `EnableIPv6` with `IPv6Network` fd42::/56, and cni0 and
+ * the containers also get FLANNEL_IPV6_SUBNET's ::1 and ::(2+j). An IPv6-only config
+ * (`EnableIPv4: false`) leaves the containers' IPv4 side unconfigured.
+ *
  * Teardown kills every process in those namespaces and deletes them, also when the
  * creating process is interrupted; `cleanup.ts` removes what a crashed run left.
  * @module
  */
 
-import { formatIP4, parseCIDR4 } from "../../lib/core/ip.ts";
+import { formatIP4, formatIP6, parseCIDR4, parseCIDR6 } from "../../lib/core/ip.ts";
 import { cleanupStale, removeRunSync } from "./cleanup.ts";
 import { Daemon, DEFAULT_DAEMON_COMMAND } from "./daemon.ts";
 import { EtcdServer } from "./etcd.ts";
@@ -26,12 +32,15 @@ import {
   addNetns,
   addVeth,
   defaultRoute,
+  defaultRoute6,
   deleteNetnsSync,
   type ExecResult,
   linkUp,
   nsExec,
   setAddr,
+  setAddr6,
   setSysctl,
+  setSysctl6,
 } from "./netns.ts";
 import { newRunPrefix, writeMarker } from "./owner.ts";
 import { ping, type PingOptions, type PingPair, pingPairs, type PingResult } from "./ping.ts";
@@ -59,6 +68,8 @@ export interface ClusterOptions {
    * upstream flanneld on one host for interop); default our main.ts.
    */
   daemonCommand?: readonly string[] | ((host: string) => readonly string[]);
+  /** Dual-stack underlay and an IPv6-enabled network config (see the module comment). */
+  ipv6?: boolean;
 }
 
 /** A "container" namespace attached to its host's cni0. */
@@ -69,8 +80,10 @@ export interface Container {
   host: string;
   /** Namespace name. */
   ns: string;
-  /** Address on eth0; null until the host's subnet is known. */
+  /** Address on eth0; null until the host's subnet is known (or in an IPv6-only network). */
   ip: string | null;
+  /** IPv6 address on eth0; null until the host's IPv6 subnet is known (or without IPv6). */
+  ip6: string | null;
 }
 
 /** One host namespace. */
@@ -82,6 +95,8 @@ export interface Host {
   ns: string;
   /** Underlay address on eth0. */
   ip: string;
+  /** Underlay IPv6 address on eth0 (dual-stack underlay only). */
+  ip6: string | null;
   /** Per-host temp dir (subnet.env, daemon.log). */
   dir: string;
   containers: Container[];
@@ -98,7 +113,15 @@ export const UNDERLAY = {
   prefixLen: 24,
   /** Underlay address of host `index`. */
   host: (index: number) => `192.168.100.${10 + index}`,
+  /** The same on the dual-stack underlay's IPv6 side (2001:db8::/64, for documentation). */
+  gateway6: "2001:db8::1",
+  etcd6: "2001:db8::2",
+  prefixLen6: 64,
+  host6: (index: number) => `2001:db8::${10 + index}`,
 };
+
+/** The IPv6 network of `ipv6: true` clusters unless the config names another. */
+export const IPV6_NETWORK = "fd42::/56";
 
 /** Default etcd key of the network config. */
 export const CONFIG_KEY = "/coreos.com/network/config";
@@ -164,6 +187,7 @@ export class Cluster {
   get networkConfig(): Record<string, unknown> {
     return {
       Network: this.opts.network ?? "10.5.0.0/16",
+      ...(this.opts.ipv6 ? { EnableIPv6: true, IPv6Network: IPV6_NETWORK } : {}),
       Backend: { Type: this.opts.backend },
       ...this.opts.config,
     };
@@ -200,8 +224,11 @@ export class Cluster {
     await setSysctl(this.switchNs, "ip_forward", "0");
     await addBridge(this.switchNs, BRIDGE);
     await setAddr(this.switchNs, BRIDGE, `${UNDERLAY.gateway}/${UNDERLAY.prefixLen}`);
+    if (this.opts.ipv6) {
+      await setAddr6(this.switchNs, BRIDGE, `${UNDERLAY.gateway6}/${UNDERLAY.prefixLen6}`);
+    }
     await addNetns(this.etcdNs);
-    await this.#plugIntoSwitch(this.etcdNs, "etcd", UNDERLAY.etcd);
+    await this.#plugIntoSwitch(this.etcdNs, "etcd", UNDERLAY.etcd, UNDERLAY.etcd6);
     this.#etcd = await EtcdServer.start({
       netns: this.etcdNs,
       host: UNDERLAY.etcd,
@@ -211,13 +238,18 @@ export class Cluster {
     writeMarker(this.prefix, [this.dir, this.#etcd.dir]);
   }
 
-  /** Connects `ns` to the switch: eth0 with `ip`, default route via the gateway. */
-  async #plugIntoSwitch(ns: string, port: string, ip: string): Promise<void> {
+  /**
+   * Connects `ns` to the switch: eth0 with `ip`, default route via the gateway; on a
+   * dual-stack underlay also `ip6` and an IPv6 default route.
+   */
+  async #plugIntoSwitch(ns: string, port: string, ip: string, ip6: string): Promise<void> {
     await addVeth(ns, "eth0", this.switchNs, port);
     await linkUp(this.switchNs, port, { master: BRIDGE });
     await setAddr(ns, "eth0", `${ip}/${UNDERLAY.prefixLen}`);
+    if (this.opts.ipv6) await setAddr6(ns, "eth0", `${ip6}/${UNDERLAY.prefixLen6}`);
     await linkUp(ns, "eth0");
     await defaultRoute(ns, UNDERLAY.gateway);
+    if (this.opts.ipv6) await defaultRoute6(ns, UNDERLAY.gateway6);
   }
 
   #newHost(): Host {
@@ -238,6 +270,7 @@ export class Cluster {
       host: name,
       ns: `${ns}c${j}`,
       ip: null,
+      ip6: null,
     }));
     const cmd = this.opts.daemonCommand ?? DEFAULT_DAEMON_COMMAND;
     const daemon = new Daemon(
@@ -247,14 +280,16 @@ export class Cluster {
       subnetFile,
       `${dir}/daemon.log`,
     );
-    return { name, index, ns, ip: UNDERLAY.host(index), dir, containers, daemon };
+    const ip6 = this.opts.ipv6 ? UNDERLAY.host6(index) : null;
+    return { name, index, ns, ip: UNDERLAY.host(index), ip6, dir, containers, daemon };
   }
 
   async #buildHost(h: Host): Promise<void> {
     await Deno.mkdir(h.dir, { recursive: true });
     await addNetns(h.ns);
-    await this.#plugIntoSwitch(h.ns, h.name, h.ip);
+    await this.#plugIntoSwitch(h.ns, h.name, h.ip, UNDERLAY.host6(h.index));
     await setSysctl(h.ns, "ip_forward", "1");
+    if (this.opts.ipv6) await setSysctl6(h.ns, "conf.all.forwarding", "1");
     await allSettled(h.containers.map(async (c, j) => {
       await addNetns(c.ns);
       await addVeth(c.ns, "eth0", h.ns, `veth${j}`);
@@ -264,23 +299,41 @@ export class Cluster {
   /**
    * Configures the host's cni0 as a CNI bridge plugin would from subnet.env: `subnet`
    * (e.g. `10.5.52.1/24`) on cni0, containers at .2, .3, … with default route via .1, all
-   * with MTU `mtu`. Idempotent; a changed subnet renumbers the containers.
+   * with MTU `mtu`; the same for `subnet6` (e.g. `fd42:0:0:5::1/64`: containers at ::2, ::3,
+   * …) when given. An empty `subnet` (IPv6-only) configures IPv6 alone. Idempotent; a
+   * changed subnet renumbers the containers.
    */
-  async configureHostSubnet(ref: HostRef, subnet: string, mtu = 1500): Promise<void> {
+  async configureHostSubnet(
+    ref: HostRef,
+    subnet: string,
+    mtu = 1500,
+    subnet6?: string,
+  ): Promise<void> {
     const h = this.host(ref);
-    const net = parseCIDR4(subnet);
-    if (!net) throw new Error(`bad subnet ${subnet}`);
-    const gw = subnet.split("/")[0];
+    const net = subnet ? parseCIDR4(subnet) : null;
+    const net6 = subnet6 ? parseCIDR6(subnet6) : null;
+    if ((subnet && !net) || (subnet6 && !net6) || (!net && !net6)) {
+      throw new Error(`bad subnet ${subnet} ${subnet6 ?? ""}`);
+    }
     await addBridge(h.ns, "cni0");
-    await setAddr(h.ns, "cni0", subnet);
+    if (net) await setAddr(h.ns, "cni0", subnet);
+    if (net6) await setAddr6(h.ns, "cni0", subnet6!);
     await linkUp(h.ns, "cni0", { mtu });
     await Promise.all(h.containers.map(async (c, j) => {
-      const ip = formatIP4(net.ip + 2 + j);
       await linkUp(h.ns, `veth${j}`, { master: "cni0", mtu });
-      await setAddr(c.ns, "eth0", `${ip}/${net.prefix}`);
+      if (net) {
+        const ip = formatIP4(net.ip + 2 + j);
+        await setAddr(c.ns, "eth0", `${ip}/${net.prefix}`);
+        c.ip = ip;
+      }
+      if (net6) {
+        const ip6 = formatIP6(net6.ip + 2n + BigInt(j));
+        await setAddr6(c.ns, "eth0", `${ip6}/${net6.prefix}`);
+        c.ip6 = ip6;
+      }
       await linkUp(c.ns, "eth0", { mtu });
-      await defaultRoute(c.ns, gw);
-      c.ip = ip;
+      if (net) await defaultRoute(c.ns, subnet.split("/")[0]);
+      if (net6) await defaultRoute6(c.ns, subnet6!.split("/")[0]);
     }));
   }
 
@@ -292,7 +345,12 @@ export class Cluster {
     const h = this.host(ref);
     h.daemon.start();
     const env = await h.daemon.waitSubnetEnv(timeoutMs);
-    await this.configureHostSubnet(h, env.FLANNEL_SUBNET, Number(env.FLANNEL_MTU) || 1500);
+    await this.configureHostSubnet(
+      h,
+      env.FLANNEL_SUBNET ?? "",
+      Number(env.FLANNEL_MTU) || 1500,
+      env.FLANNEL_IPV6_SUBNET,
+    );
     return env;
   }
 
@@ -345,13 +403,17 @@ export class Cluster {
     return ping(fromNs, toIp, opts);
   }
 
-  /** Pings every container from every other one; throws if a container has no address yet. */
-  pingAll(opts?: PingOptions): Promise<PingPair[]> {
+  /**
+   * Pings every container from every other one, over IPv4 or (`family` 6) IPv6; throws if a
+   * container has no address of that family yet.
+   */
+  pingAll(opts?: PingOptions, family: 4 | 6 = 4): Promise<PingPair[]> {
     const eps = this.containers().map((c) => {
-      if (c.ip === null) {
-        throw new Error(`container ${c.name} has no address (host subnet unknown)`);
+      const ip = family === 6 ? c.ip6 : c.ip;
+      if (ip === null) {
+        throw new Error(`container ${c.name} has no IPv${family} address (host subnet unknown)`);
       }
-      return { name: c.name, ns: c.ns, ip: c.ip };
+      return { name: c.name, ns: c.ns, ip };
     });
     return pingPairs(eps, opts);
   }

@@ -149,7 +149,7 @@ export class Daemon {
         () => {
           const stamp = fileStamp(this.subnetFile);
           const env = stamp !== null && stamp !== this.#stampAtStart ? this.subnetEnv() : null;
-          if (env?.FLANNEL_SUBNET) return env;
+          if (env?.FLANNEL_SUBNET || env?.FLANNEL_IPV6_SUBNET) return env;
           if (exited) throw new GiveUp(`exited with code ${exited.code}`);
           if (!this.#proc) throw new GiveUp("not running");
           return null;

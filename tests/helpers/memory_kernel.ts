@@ -13,22 +13,28 @@
  * The kernel's rules it keeps, those the project meets (tests/memory_kernel_test.ts runs the
  * same operations against the real kernel and compares):
  * - links: a new link needs NLM_F_CREATE (else ENODEV) and a free name (EEXIST with
- *   NLM_F_EXCL); only kind `vxlan` can be created (EOPNOTSUPP otherwise), one per VNI, port
- *   and GBP setting (EEXIST), its MTU at most the underlay's minus 50 (EINVAL); a link goes
- *   up or down by `ifi_flags` under the `ifi_change` mask; an unknown index is ENODEV. A
- *   link going down loses its IPv4 routes, silently (IPv4 sends no RTM_DELROUTE for them);
- *   going up brings back the routes of its addresses; deleting it removes its addresses,
+ *   NLM_F_EXCL); only kind `vxlan` can be created (EOPNOTSUPP otherwise), one per VNI,
+ *   port, GBP setting and family of the local address (EEXIST), its MTU at most the
+ *   underlay's minus 50, or 70 with an IPv6 local address (EINVAL); a link goes up or down
+ *   by `ifi_flags` under the `ifi_change` mask; an unknown index is ENODEV. A link going
+ *   down loses its IPv4 routes, silently (IPv4 sends no RTM_DELROUTE for them), and its
+ *   global IPv6 addresses and IPv6 routes, announced (`keep_addr_on_down` 0), and its
+ *   neighbours of both families, permanent ones too, announced; going up
+ *   brings back the routes of its remaining addresses; deleting it removes its addresses,
  *   routes, neighbours and FDB entries.
  * - addresses: EEXIST for a duplicate (NLM_F_EXCL, or neither NLM_F_REPLACE), deleting an
  *   absent one is EADDRNOTAVAIL; an IPv4 address adds its local route (table local) and,
- *   below /32, its prefix route (proto kernel, scope link), announced like the kernel's.
- * - routes (IPv4): keyed by table, destination and metric; NLM_F_EXCL gives EEXIST,
- *   NLM_F_REPLACE overwrites, without NLM_F_CREATE a new one is ENOENT; a destination with
- *   host bits is EINVAL; the output device must exist (ENODEV) and be up (ENETDOWN); a
- *   gateway without `onlink` must be reachable through a connected route of that device
- *   (ENETUNREACH); a delete matches the fields it gives and is ESRCH when none does;
- *   `route get` is a longest-prefix lookup, table local before main (ENETUNREACH).
- * - neighbours (AF_INET) and FDB entries (AF_BRIDGE, on vxlan devices only, else
+ *   below /32, its prefix route (proto kernel, scope link), announced like the kernel's; an
+ *   IPv6 address adds its prefix route (proto kernel, metric 256) once the link is up. No
+ *   link-local IPv6 addresses are made up (the kernel adds fe80::/64 on every link).
+ * - routes: keyed by table, destination and metric (IPv6 without a metric: 1024);
+ *   NLM_F_EXCL gives EEXIST, NLM_F_REPLACE overwrites, without NLM_F_CREATE a new one is
+ *   ENOENT; a destination with host bits is EINVAL; the output device must exist (ENODEV)
+ *   and be up (ENETDOWN); a gateway without `onlink` must be reachable through a connected
+ *   route of that device (ENETUNREACH; IPv6: EHOSTUNREACH); a delete matches the fields it
+ *   gives and is ESRCH when none does; `route get` is a longest-prefix lookup, table local
+ *   before main (ENETUNREACH); an IPv6 blackhole route is reported on `lo`, as the kernel's.
+ * - neighbours (AF_INET, AF_INET6) and FDB entries (AF_BRIDGE, on vxlan devices only, else
  *   EOPNOTSUPP, where the kernel would put the address on the device's unicast list;
  *   permanent or reachable, else EINVAL): NLM_F_EXCL gives EEXIST, without NLM_F_CREATE a
  *   new one is ENOENT, deleting an absent one is ENOENT (an FDB delete naming a destination
@@ -67,6 +73,7 @@ import {
   IFLA_VXLAN_LEARNING,
   IFLA_VXLAN_LINK,
   IFLA_VXLAN_LOCAL,
+  IFLA_VXLAN_LOCAL6,
   IFLA_VXLAN_PORT,
   NDA_DST,
   NDA_LLADDR,
@@ -114,11 +121,13 @@ import {
   RTM_NEWNEIGH,
   RTM_NEWROUTE,
   RTMSG,
+  RTN_BLACKHOLE,
   RTN_LOCAL,
   RTN_UNICAST,
   RTNLGRP_IPV4_IFADDR,
   RTNLGRP_IPV4_ROUTE,
   RTNLGRP_IPV6_IFADDR,
+  RTNLGRP_IPV6_ROUTE,
   RTNLGRP_LINK,
   RTNLGRP_NEIGH,
   RTPROT_KERNEL,
@@ -129,7 +138,15 @@ import { decodeLink, type Link, type VxlanInfo } from "../../ffi/netlink/link.ts
 import { type Addr, addrMessage, decodeAddr } from "../../ffi/netlink/addr.ts";
 import { decodeRoute, type Route, routeMessage } from "../../ffi/netlink/route.ts";
 import { decodeFdb, decodeNeigh, type FdbEntry, type Neigh } from "../../ffi/netlink/neigh.ts";
-import { contains4, equal4, ip4Net } from "../../lib/core/ip.ts";
+import {
+  containsIP,
+  equalNet,
+  familyOf,
+  type IP,
+  ip4Net,
+  ip6Net,
+  type IPNet,
+} from "../../lib/core/ip.ts";
 import { randomMAC } from "../../lib/backend/vxlan/device.ts";
 
 /** ARPHRD_ETHER / ARPHRD_LOOPBACK. */
@@ -138,6 +155,10 @@ const ARPHRD_ETHER = 1, ARPHRD_LOOPBACK = 772;
 const VXLAN_DEFAULT_PORT = 8472;
 /** IPv4 + UDP + VXLAN + inner Ethernet headers: what a vxlan device's MTU is below its underlay's. */
 const VXLAN_HEADROOM = 50;
+/** The same with an outer IPv6 header, for a vxlan device with an IPv6 local address. */
+const VXLAN6_HEADROOM = 70;
+/** Metric of an IPv6 route written without one, and of an IPv6 address's prefix route. */
+const IP6_ROUTE_METRIC = 1024, IP6_ADDR_METRIC = 256;
 /** Dump parts are packed into datagrams of at most this size, as the kernel's. */
 const DUMP_DATAGRAM = 32 * 1024;
 /** Port id of the memory kernel's request side. */
@@ -160,6 +181,7 @@ const ERRNO_CODES = {
   EADDRNOTAVAIL: ERRNO.EADDRNOTAVAIL,
   EAFNOSUPPORT: ERRNO.EAFNOSUPPORT,
   EEXIST: ERRNO.EEXIST,
+  EHOSTUNREACH: ERRNO.EHOSTUNREACH,
   EINVAL: ERRNO.EINVAL,
   ENETDOWN: ERRNO.ENETDOWN,
   ENETUNREACH: ERRNO.ENETUNREACH,
@@ -209,7 +231,8 @@ function errorMessage(req: NlMessage, errno: number, pid: number, extAck?: strin
 function vxlanAttrs(v: VxlanInfo): Attr[] {
   const a: Attr[] = [attr.u32(IFLA_VXLAN_ID, v.vni)];
   if (v.underlayIndex) a.push(attr.u32(IFLA_VXLAN_LINK, v.underlayIndex));
-  if (v.local) a.push(attr.ip4(IFLA_VXLAN_LOCAL, v.local));
+  if (typeof v.local === "bigint" && v.local) a.push(attr.ip6(IFLA_VXLAN_LOCAL6, v.local));
+  else if (v.local) a.push(attr.ip(IFLA_VXLAN_LOCAL, v.local));
   a.push(
     attr.u8(IFLA_VXLAN_LEARNING, v.learning ? 1 : 0),
     attr.u8(IFLA_VXLAN_L2MISS, v.l2miss ? 1 : 0),
@@ -253,22 +276,30 @@ function routeReply(type: number, r: Route): Uint8Array {
 }
 
 function neighReply(type: number, n: Neigh): Uint8Array {
-  const attrs = [attr.ip4(NDA_DST, n.ip)];
+  const attrs = [attr.ip(NDA_DST, n.ip)];
   if (n.mac) attrs.push(attr.bytes(NDA_LLADDR, n.mac));
-  const fixed = NDMSG.encode({ family: AF_INET, index: n.index, state: n.state, flags: n.flags });
+  const family = familyOf(n.ip) === 6 ? AF_INET6 : AF_INET;
+  const fixed = NDMSG.encode({ family, index: n.index, state: n.state, flags: n.flags });
   return encodeMessage({ type, flags: 0 }, fixed, attrs);
 }
 
 function fdbReply(type: number, f: FdbEntry): Uint8Array {
   const attrs = [attr.bytes(NDA_LLADDR, f.mac)];
-  if (f.dst !== undefined) attrs.push(attr.ip4(NDA_DST, f.dst));
+  if (f.dst !== undefined) attrs.push(attr.ip(NDA_DST, f.dst));
   const fixed = NDMSG.encode({ family: AF_BRIDGE, index: f.index, state: f.state, flags: f.flags });
   return encodeMessage({ type, flags: 0 }, fixed, attrs);
 }
 
 const sameBytes = (a: Uint8Array | null, b: Uint8Array | null) =>
   a === b || (a !== null && b !== null && a.length === b.length && a.every((x, i) => x === b[i]));
-const neighKey = (index: number, ip: number) => `${index}|${ip}`;
+const neighKey = (index: number, ip: IP) => `${index}|${familyOf(ip)}|${ip}`;
+/** The multicast group a route change is announced to. */
+const routeGroup = (r: { dst: IPNet }) =>
+  familyOf(r.dst.ip) === 6 ? RTNLGRP_IPV6_ROUTE : RTNLGRP_IPV4_ROUTE;
+/** Orders routes as a dump lists them: by table, then destination (IPv4 before IPv6). */
+const byDestination = (a: Route, b: Route) =>
+  b.table - a.table || familyOf(a.dst.ip) - familyOf(b.dst.ip) ||
+  (a.dst.ip < b.dst.ip ? -1 : a.dst.ip > b.dst.ip ? 1 : 0) || a.dst.prefix - b.dst.prefix;
 const fdbKey = (index: number, mac: Uint8Array) => `${index}|${mac.join(":")}`;
 
 /** Notifications for one subscriber, batched per wake-up like the socket's. */
@@ -319,7 +350,7 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
   #faults: { type: number; errno: number; times: number }[] = [];
   #requests = new Map<number, number>();
 
-  /** A kernel with only `lo` (index 1, up, 127.0.0.1/8). */
+  /** A kernel with only `lo` (index 1, up, 127.0.0.1/8 and ::1/128). */
   constructor() {
     super(0);
     const lo = this.#addLink({
@@ -337,6 +368,14 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
       ip: 0x7f000001,
       v6: false,
       prefix: 8,
+      scope: RT_SCOPE_HOST,
+      flags: 0x80,
+    });
+    this.#addrs.push({
+      index: lo.index,
+      ip: 1n,
+      v6: true,
+      prefix: 128,
       scope: RT_SCOPE_HOST,
       flags: 0x80,
     });
@@ -493,15 +532,17 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
           .filter((a) => family === AF_UNSPEC || family === (a.v6 ? AF_INET6 : AF_INET))
           .map((a) => addrReply(RTM_NEWADDR, a));
       case RTM_GETROUTE:
-        // IPv4 only: an IPv6 dump is empty.
-        if (family !== AF_INET && family !== AF_UNSPEC) return [];
-        return [...this.#routes]
-          .sort((a, b) => b.table - a.table || a.dst.ip - b.dst.ip || a.dst.prefix - b.dst.prefix)
+        return this.#routes
+          .filter((r) =>
+            family === AF_UNSPEC || family === (familyOf(r.dst.ip) === 6 ? AF_INET6 : AF_INET)
+          )
+          .sort(byDestination)
           .map((r) => routeReply(RTM_NEWROUTE, r));
       default: { // RTM_GETNEIGH
         const out: Uint8Array[] = [];
-        if (family === AF_INET || family === AF_UNSPEC) {
-          for (const n of this.#neighs.values()) out.push(neighReply(RTM_NEWNEIGH, n));
+        for (const n of this.#neighs.values()) {
+          const f = familyOf(n.ip) === 6 ? AF_INET6 : AF_INET;
+          if (family === f || family === AF_UNSPEC) out.push(neighReply(RTM_NEWNEIGH, n));
         }
         if (family === AF_BRIDGE || family === AF_UNSPEC) {
           for (const f of this.#fdbs.values()) out.push(fdbReply(RTM_NEWNEIGH, f));
@@ -543,16 +584,28 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
     link.flags = up ? link.flags | UP_FLAGS : link.flags & ~UP_FLAGS;
     if (up) {
       for (const a of this.#addrs) if (a.index === link.index) this.#addAddrRoutes(a);
-    } else {
-      // IPv4 drops the routes through a device going down without telling anyone.
-      this.#routes = this.#routes.filter((r) => r.dev !== link.index);
+      return;
+    }
+    // IPv6 removes the link's global addresses (keep_addr_on_down is 0) and its routes, and
+    // says so; IPv4 drops the routes through the device without telling anyone. Neighbours
+    // of both families go, permanent ones too (FDB entries stay).
+    for (const a of this.#addrs.filter((a) => a.index === link.index && a.v6)) this.#removeAddr(a);
+    for (const [k, n] of this.#neighs) {
+      if (n.index !== link.index) continue;
+      this.#neighs.delete(k);
+      this.#notify(RTNLGRP_NEIGH, neighReply(RTM_DELNEIGH, n));
+    }
+    for (const r of this.#routes.filter((r) => r.dev === link.index)) {
+      this.#routes.splice(this.#routes.indexOf(r), 1);
+      if (familyOf(r.dst.ip) === 6) this.#notify(RTNLGRP_IPV6_ROUTE, routeReply(RTM_DELROUTE, r));
     }
   }
 
-  /** Largest MTU a link may have: a vxlan device stays 50 below its underlay. */
+  /** Largest MTU a link may have: a vxlan device stays 50 (IPv6 VTEP: 70) below its underlay. */
   #maxMTU(link: { vxlan?: VxlanInfo }): number {
     const lower = link.vxlan?.underlayIndex && this.#links.get(link.vxlan.underlayIndex);
-    return lower ? lower.mtu - VXLAN_HEADROOM : 65535;
+    const headroom = typeof link.vxlan?.local === "bigint" ? VXLAN6_HEADROOM : VXLAN_HEADROOM;
+    return lower ? lower.mtu - headroom : 65535;
   }
 
   #newLink(m: NlMessage): Uint8Array[] {
@@ -579,9 +632,14 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
       learning: data.has(IFLA_VXLAN_LEARNING) ? req.vxlan.learning : true,
     };
     if (v.underlayIndex && !this.#links.has(v.underlayIndex)) refuse("ENODEV");
+    // IPv4 and IPv6 VTEPs listen on sockets of their own: the same VNI and port can serve both.
+    const v6 = typeof v.local === "bigint";
     for (const l of this.#links.values()) {
       const w = l.vxlan;
-      if (w && w.vni === v.vni && w.port === v.port && w.gbp === v.gbp) {
+      if (
+        w && w.vni === v.vni && w.port === v.port && w.gbp === v.gbp &&
+        (typeof w.local === "bigint") === v6
+      ) {
         refuse("EEXIST", "A VXLAN device with the specified VNI already exists");
       }
     }
@@ -590,7 +648,7 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
     const link = this.#addLink({
       index: 0,
       name: req.name,
-      mtu: req.mtu || Math.min(max, 1500 - VXLAN_HEADROOM),
+      mtu: req.mtu || Math.min(max, 1500 - (v6 ? VXLAN6_HEADROOM : VXLAN_HEADROOM)),
       flags: 0,
       up: false,
       mac: req.mac ?? randomMAC(),
@@ -668,10 +726,23 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
   /**
    * The local route of an IPv4 address and, below /32, its prefix route: in table main, or
    * as a local route of the whole prefix on a loopback device (`local 127.0.0.0/8 dev lo`).
+   * An IPv6 address: its prefix route in main (its local route, added after duplicate
+   * address detection, is left out).
    */
   #addrRoutes(a: Addr): Route[] {
-    if (a.v6) return [];
-    const ip = a.ip as number;
+    if (typeof a.ip === "bigint") {
+      return [{
+        dst: ip6Net(a.ip, a.prefix),
+        dev: a.index,
+        protocol: RTPROT_KERNEL,
+        onlink: false,
+        table: RT_TABLE_MAIN,
+        scope: RT_SCOPE_UNIVERSE,
+        type: RTN_UNICAST,
+        priority: IP6_ADDR_METRIC,
+      }];
+    }
+    const ip = a.ip;
     const kernel = { dev: a.index, src: ip, protocol: RTPROT_KERNEL, onlink: false };
     const local = { table: RT_TABLE_LOCAL, scope: RT_SCOPE_HOST, type: RTN_LOCAL };
     const out: Route[] = [{ ...kernel, ...local, dst: { ip, prefix: 32 } }];
@@ -688,11 +759,11 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
   #addAddrRoutes(a: Addr): void {
     for (const r of this.#addrRoutes(a)) {
       const dup = this.#routes.some((x) =>
-        x.table === r.table && equal4(x.dst, r.dst) && x.dev === r.dev
+        x.table === r.table && equalNet(x.dst, r.dst) && x.dev === r.dev
       );
       if (dup) continue;
       this.#routes.push(r);
-      this.#notify(RTNLGRP_IPV4_ROUTE, routeReply(RTM_NEWROUTE, r));
+      this.#notify(routeGroup(r), routeReply(RTM_NEWROUTE, r));
     }
   }
 
@@ -709,24 +780,29 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
     this.#addrs.splice(this.#addrs.indexOf(a), 1);
     for (const r of this.#addrRoutes(a)) {
       const i = this.#routes.findIndex((x) =>
-        x.table === r.table && equal4(x.dst, r.dst) && x.dev === r.dev &&
+        x.table === r.table && equalNet(x.dst, r.dst) && x.dev === r.dev &&
         x.protocol === RTPROT_KERNEL
       );
       if (i < 0) continue;
       const [gone] = this.#routes.splice(i, 1);
-      this.#notify(RTNLGRP_IPV4_ROUTE, routeReply(RTM_DELROUTE, gone));
+      this.#notify(routeGroup(gone), routeReply(RTM_DELROUTE, gone));
     }
     this.#notify(a.v6 ? RTNLGRP_IPV6_IFADDR : RTNLGRP_IPV4_IFADDR, addrReply(RTM_DELADDR, a));
   }
 
   // --------------------------------------------------------------------- routes
 
-  /** The connected route (scope link, no gateway) through which `gw` is reached. */
-  #connected(gw: number, dev: number | undefined): Route | undefined {
+  /**
+   * The connected route (no gateway; IPv4: scope link) through which `gw` is reached. IPv6
+   * connected routes have scope universe: any device route will do.
+   */
+  #connected(gw: IP, dev: number | undefined): Route | undefined {
     let best: Route | undefined;
+    const v6 = familyOf(gw) === 6;
     for (const r of this.#routes) {
-      if (r.table !== RT_TABLE_MAIN || r.gw !== undefined || r.scope < RT_SCOPE_LINK) continue;
-      if (r.type !== RTN_UNICAST || !contains4(r.dst, gw)) continue;
+      if (r.table !== RT_TABLE_MAIN || r.gw !== undefined || r.dev === undefined) continue;
+      if (!v6 && r.scope < RT_SCOPE_LINK) continue;
+      if (r.type !== RTN_UNICAST || !containsIP(r.dst, gw)) continue;
       if (dev !== undefined && r.dev !== dev) continue;
       if (!best || r.dst.prefix > best.dst.prefix) best = r;
     }
@@ -735,24 +811,27 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
 
   #newRoute(m: NlMessage): Uint8Array[] {
     const { hdr } = decodeBody(RTMSG, m);
-    if (hdr.family !== AF_INET) refuse("EAFNOSUPPORT", "this kernel keeps IPv4 routes only");
+    if (hdr.family !== AF_INET && hdr.family !== AF_INET6) refuse("EAFNOSUPPORT");
     const r = decodeRoute(m);
+    const v6 = hdr.family === AF_INET6;
     if (r.table === RT_TABLE_UNSPEC) r.table = RT_TABLE_MAIN;
-    if (!equal4(ip4Net(r.dst.ip, r.dst.prefix), r.dst)) {
-      refuse("EINVAL", "Invalid prefix for given prefix length");
-    }
+    if (v6) r.priority ??= IP6_ROUTE_METRIC;
+    const masked = typeof r.dst.ip === "bigint"
+      ? ip6Net(r.dst.ip, r.dst.prefix)
+      : ip4Net(r.dst.ip, r.dst.prefix);
+    if (!equalNet(masked, r.dst)) refuse("EINVAL", "Invalid prefix for given prefix length");
     if (r.type === RTN_UNICAST) {
       const link = r.dev === undefined ? undefined : this.#links.get(r.dev) ?? refuse("ENODEV");
       if (r.onlink && !link) refuse("EINVAL", "Nexthop device required for onlink");
       if (r.gw !== undefined && !r.onlink) {
         const via = this.#connected(r.gw, r.dev);
-        if (!via) refuse("ENETUNREACH", "Nexthop has invalid gateway");
+        if (!via) refuse(v6 ? "EHOSTUNREACH" : "ENETUNREACH", "Nexthop has invalid gateway");
         r.dev = via.dev;
       } else if (!link) refuse("EINVAL", "Nexthop device required");
       else if (!link.up) refuse("ENETDOWN", "Nexthop device is not up");
-    }
+    } else if (v6 && r.type === RTN_BLACKHOLE) r.dev = 1; // reported on lo
     const same = this.#routes.filter((x) =>
-      x.table === r.table && equal4(x.dst, r.dst) && (x.priority ?? 0) === (r.priority ?? 0)
+      x.table === r.table && equalNet(x.dst, r.dst) && (x.priority ?? 0) === (r.priority ?? 0)
     );
     if (same.length > 0 && m.flags & NLM_F_EXCL) refuse("EEXIST");
     if (same.length > 0 && m.flags & NLM_F_REPLACE) {
@@ -762,7 +841,7 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
       if (same.some((x) => x.gw === r.gw && x.dev === r.dev)) refuse("EEXIST");
       this.#routes.push(r);
     }
-    this.#notify(RTNLGRP_IPV4_ROUTE, routeReply(RTM_NEWROUTE, r));
+    this.#notify(routeGroup(r), routeReply(RTM_NEWROUTE, r));
     return [];
   }
 
@@ -771,7 +850,7 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
     const want = decodeRoute(m);
     const table = want.table || RT_TABLE_MAIN;
     const i = this.#routes.findIndex((r) =>
-      r.table === table && equal4(r.dst, want.dst) &&
+      r.table === table && equalNet(r.dst, want.dst) &&
       (want.gw === undefined || r.gw === want.gw) &&
       (want.dev === undefined || r.dev === want.dev) &&
       (want.priority === undefined || r.priority === want.priority) &&
@@ -781,26 +860,27 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
     );
     if (i < 0) refuse("ESRCH");
     const [gone] = this.#routes.splice(i, 1);
-    this.#notify(RTNLGRP_IPV4_ROUTE, routeReply(RTM_DELROUTE, gone));
+    this.#notify(routeGroup(gone), routeReply(RTM_DELROUTE, gone));
     return [];
   }
 
   /** `ip route get`: longest prefix match, table local before main. */
   #lookup(m: NlMessage): Route {
-    const { attrs } = decodeBody(RTMSG, m);
-    const dst = attrs.ip4(RTA_DST) ?? 0;
+    const { hdr, attrs } = decodeBody(RTMSG, m);
+    const v6 = hdr.family === AF_INET6;
+    const dst: IP = v6 ? attrs.ip6(RTA_DST) ?? 0n : attrs.ip4(RTA_DST) ?? 0;
     for (const table of [RT_TABLE_LOCAL, RT_TABLE_MAIN]) {
       let best: Route | undefined;
       for (const r of this.#routes) {
-        if (r.table !== table || !contains4(r.dst, dst)) continue;
+        if (r.table !== table || !containsIP(r.dst, dst)) continue;
         if (r.type !== RTN_UNICAST && r.type !== RTN_LOCAL) continue;
         if (!best || r.dst.prefix > best.dst.prefix) best = r;
       }
       if (!best) continue;
       const dev = best.type === RTN_LOCAL ? 1 : best.dev;
-      const src = best.src ?? this.#addrs.find((a) => a.index === dev && !a.v6)?.ip as number;
+      const src = best.src ?? this.#addrs.find((a) => a.index === dev && a.v6 === v6)?.ip;
       const found: Route = {
-        dst: { ip: dst, prefix: 32 },
+        dst: v6 ? { ip: dst as bigint, prefix: 128 } : { ip: dst as number, prefix: 32 },
         onlink: best.onlink,
         scope: RT_SCOPE_UNIVERSE,
         table,
@@ -821,7 +901,7 @@ export class MemoryKernel extends RequestChannel implements Requester, Notificat
     const { hdr, attrs } = decodeBody(NDMSG, m);
     const link = this.#links.get(hdr.index) ?? refuse("ENODEV");
     if (hdr.family === AF_BRIDGE) return this.#newFdb(m, link, attrs);
-    if (hdr.family !== AF_INET) refuse("EAFNOSUPPORT");
+    if (hdr.family !== AF_INET && hdr.family !== AF_INET6) refuse("EAFNOSUPPORT");
     if (!attrs.has(NDA_DST)) refuse("EINVAL", "Network address not specified");
     const n = decodeNeigh(m);
     if (n.mac && n.mac.length < 6) refuse("EINVAL", "Invalid link address");

@@ -118,6 +118,15 @@ export async function setAddr(ns: string, dev: string, cidr: string): Promise<vo
   await ip(ns, "addr", "add", cidr, "dev", dev);
 }
 
+/**
+ * Replaces every global IPv6 address of `dev` with `cidr` (e.g. `fd42:0:0:5::1/64`),
+ * without duplicate address detection, so the address is usable at once.
+ */
+export async function setAddr6(ns: string, dev: string, cidr: string): Promise<void> {
+  await ip(ns, "-6", "addr", "flush", "dev", dev, "scope", "global");
+  await ip(ns, "addr", "add", cidr, "dev", dev, "nodad");
+}
+
 /** Brings `dev` up, optionally enslaving it to `master` and setting its MTU. */
 export async function linkUp(
   ns: string,
@@ -136,11 +145,25 @@ export async function defaultRoute(ns: string, gw: string): Promise<void> {
   await ip(ns, "route", "replace", "default", "via", gw);
 }
 
+/** Sets the IPv6 default route of `ns` via `gw`. */
+export async function defaultRoute6(ns: string, gw: string): Promise<void> {
+  await ip(ns, "-6", "route", "replace", "default", "via", gw);
+}
+
 /**
  * Writes an IPv4 sysctl such as `ip_forward` inside `ns`: /proc/sys/net shows the
  * namespace of the process reading it, and the `sysctl` binary may not be installed.
  */
 export async function setSysctl(ns: string, key: string, value: string): Promise<void> {
-  const path = `/proc/sys/net/ipv4/${key.replaceAll(".", "/")}`;
+  await writeSysctl(ns, `ipv4/${key}`, value);
+}
+
+/** Writes an IPv6 sysctl such as `conf.all.forwarding` inside `ns`. */
+export async function setSysctl6(ns: string, key: string, value: string): Promise<void> {
+  await writeSysctl(ns, `ipv6/${key}`, value);
+}
+
+async function writeSysctl(ns: string, key: string, value: string): Promise<void> {
+  const path = `/proc/sys/net/${key.replaceAll(".", "/")}`;
   must(await nsExec(ns, "sh", ["-c", `echo ${value} > ${path}`]), `sysctl ${key} in ${ns}`);
 }

@@ -51,8 +51,8 @@ function kernelOf(...es: PeerEntries[]): KernelView {
 }
 
 const own: Ownership = {
-  network: net("10.5.0.0/16"),
-  own: net("10.5.1.0/24"),
+  networks: [net("10.5.0.0/16")],
+  own: [net("10.5.1.0/24")],
   routeDevs: [DEV],
   entryDevs: [DEV],
 };

@@ -27,7 +27,7 @@ import {
   routeReplace,
   RTM_NEWROUTE,
 } from "../../ffi/netlink/mod.ts";
-import { equal4, formatIP4, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
+import { formatIP, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
 import { type Logger, setSink } from "../../lib/core/log.ts";
 import { formatMAC, parseMAC } from "../../lib/core/mac.ts";
 import { parseNetworkConfig } from "../../lib/values/config.ts";
@@ -160,7 +160,7 @@ async function settle(b: { stats(): Record<string, number> }): Promise<void> {
 }
 
 const hasRoute = (k: MemoryKernel, dst: string, pred: (r: Route) => boolean = () => true) =>
-  routeList(k).some((r) => equal4(r.dst, net(dst)) && pred(r));
+  routeList(k, { dst: net(dst) }).some(pred);
 
 // ------------------------------------------------------------------------- vxlan
 
@@ -173,7 +173,7 @@ function peerState(k: MemoryKernel) {
   return {
     dev,
     neighMAC: neigh?.mac ? formatMAC(neigh.mac) : null,
-    fdbs: fdbList(k, { index: dev }).map((f) => `${formatMAC(f.mac)} ${formatIP4(f.dst!)}`),
+    fdbs: fdbList(k, { index: dev }).map((f) => `${formatMAC(f.mac)} ${formatIP(f.dst!)}`),
     route: hasRoute(k, "10.5.2.0/24", (r) => r.dev === dev && r.gw === ip("10.5.2.0") && r.onlink),
   };
 }
@@ -284,7 +284,7 @@ Deno.test("vxlan: stale neighbour, FDB entry and route stay until the first leas
     await backend.handle([added(PEER)]);
     await settle(backend);
     assert(!hasRoute(kernel, "10.5.77.0/24"), "stale route removed after the snapshot");
-    assertEquals(neighList(kernel, { index: dev }).map((n) => formatIP4(n.ip)), ["10.5.2.0"]);
+    assertEquals(neighList(kernel, { index: dev }).map((n) => formatIP(n.ip)), ["10.5.2.0"]);
     assertEquals(peerState(kernel).fdbs, ["02:00:00:00:02:02 192.168.7.2"]);
     assertEquals(backend.stats().stale_removed, 3);
     assertEquals(log.count("removed stale:"), 3);
@@ -388,9 +388,15 @@ const silent: Logger = { error() {}, warn() {}, info() {}, debug() {} };
 function engineOn(kernel: MemoryKernel, dev: number, debounceMs: number): PeerReconciler {
   const dp: PeerDataPath = {
     leaseType: "test",
+    deviceNames: [],
     ensureLocal: () => [],
-    entriesFor: (_nl, l) => ({ route: { dst: l.subnet, gw: l.attrs.publicIP, dev } }),
-    ownership: () => ({ network: net("10.5.0.0/16"), routeDevs: [dev], entryDevs: [dev] }),
+    entriesFor: (_nl, l) => [{ route: { dst: l.subnet, gw: l.attrs.publicIP, dev } }],
+    ownership: () => ({
+      networks: [net("10.5.0.0/16")],
+      own: [],
+      routeDevs: [dev],
+      entryDevs: [dev],
+    }),
   };
   return new PeerReconciler({ nl: kernel, notifications: kernel }, dp, silent, {
     intervalSeconds: 3600,

@@ -20,8 +20,8 @@ import {
   routeReplace,
   withNetlinkSocket,
 } from "../../../ffi/netlink/mod.ts";
-import { ConfigError } from "../../values/config.ts";
-import { equal4, formatIP4, formatNet4, type IP4Net } from "../../core/ip.ts";
+import { ConfigError, type NetworkConfig } from "../../values/config.ts";
+import { equalNet, formatIP4, formatNet4, type IP4Net } from "../../core/ip.ts";
 import { field } from "../../core/json.ts";
 import { describeLease, type Lease, type LeaseEvent } from "../../values/lease.ts";
 import { logger } from "../../core/log.ts";
@@ -107,6 +107,25 @@ export function parseUdpConfig(backend: Record<string, unknown>): UdpConfig {
   return { port: p, offloads };
 }
 
+/**
+ * Refuses a network the udp backend cannot carry: it forwards IPv4 only (upstream's too),
+ * so an IPv6-only network has nothing to forward, and with `EnableIPv6` the containers
+ * would get IPv6 addresses no host routes. Checked when the config is read, before any
+ * device or lease exists.
+ */
+export function checkUdpNetwork(net: NetworkConfig): void {
+  if (!net.enableIPv4 || !net.network) {
+    throw new ConfigError("EnableIPv4", "the udp backend carries IPv4 only: Network must be set");
+  }
+  if (net.enableIPv6) {
+    throw new ConfigError(
+      "EnableIPv6",
+      "the udp backend carries IPv4 only, and EnableIPv6 is set: use vxlan or host-gw for " +
+        "IPv6, or set EnableIPv6 to false",
+    );
+  }
+}
+
 /** The udp backend. */
 export class UdpBackend implements Backend {
   readonly leaseType = "";
@@ -128,17 +147,9 @@ export class UdpBackend implements Backend {
 
   constructor(ctx: BackendContext<UdpConfig>) {
     const net = ctx.network;
-    if (!net.enableIPv4 || !net.network) {
-      throw new ConfigError(
-        "Backend.Type",
-        "the udp backend supports IPv4 only: Network must be set",
-      );
-    }
-    if (net.enableIPv6) {
-      log.warn("the udp backend carries IPv4 only; IPv6 traffic is not forwarded");
-    }
+    checkUdpNetwork(net);
     this.#ctx = ctx;
-    this.#network = net.network;
+    this.#network = net.network!;
     this.port = ctx.options.port;
     this.offloads = ctx.options.offloads;
     this.mtu = ctx.ext.mtu - UDP_ENCAP_OVERHEAD;
@@ -231,7 +242,7 @@ export class UdpBackend implements Backend {
     ) {
       missing.push("address");
     }
-    if (!routeList(nl, { dev: link.index }).some((r) => equal4(r.dst, this.#network))) {
+    if (!routeList(nl, { dev: link.index }).some((r) => equalNet(r.dst, this.#network))) {
       missing.push("route");
     }
     if (!link.up) missing.push("link up");
@@ -331,6 +342,9 @@ function readTxDropped(device: string): number | null {
 
 /** Factory for the registry. */
 export const udpBackend: BackendKind<UdpConfig> = {
-  parse: parseUdpConfig,
+  parse: (backend, network) => {
+    checkUdpNetwork(network);
+    return parseUdpConfig(backend);
+  },
   create: (ctx) => new UdpBackend(ctx),
 };

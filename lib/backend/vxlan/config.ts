@@ -10,6 +10,8 @@ import { parseMAC } from "../../core/mac.ts";
 
 /** VXLAN header (8) + UDP (8) + outer IPv4 (20) + inner Ethernet (14). */
 export const VXLAN_OVERHEAD = 50;
+/** The same with an outer IPv6 header (40): the IPv6 device's MTU is this far below the underlay's. */
+export const VXLAN6_OVERHEAD = 70;
 /** The largest 24-bit VNI. */
 const MAX_VNI = 0xffffff;
 
@@ -88,9 +90,9 @@ export function checksumWorkaround(cfg: VxlanConfig, c: ChecksumContext): boolea
   return cfg.disableTxChecksum ?? needsChecksumWorkaround(c);
 }
 
-/** Device name for a VNI. */
-export function vxlanDeviceName(vni: number): string {
-  return `flannel.${vni}`;
+/** Device name for a VNI: `flannel.<VNI>`, or `flannel-v6.<VNI>` for the IPv6 device. */
+export function vxlanDeviceName(vni: number, family: 4 | 6 = 4): string {
+  return family === 6 ? `flannel-v6.${vni}` : `flannel.${vni}`;
 }
 
 /**

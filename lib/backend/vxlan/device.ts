@@ -1,5 +1,5 @@
 /**
- * The `flannel.<VNI>` device: reuse a compatible existing one (keeping its MAC, which
+ * The `flannel.<VNI>` / `flannel-v6.<VNI>` device: reuse a compatible existing one (keeping its MAC, which
  * other hosts already have in their FDB), otherwise delete and create it.
  * @module
  */
@@ -14,7 +14,7 @@ import {
   vxlanCreate,
   type VxlanSpec,
 } from "../../../ffi/netlink/mod.ts";
-import { formatIP4 } from "../../core/ip.ts";
+import { formatIP, type IP } from "../../core/ip.ts";
 
 /** A random locally administered unicast MAC (multicast bit clear, local bit set). */
 export function randomMAC(): Uint8Array {
@@ -33,12 +33,14 @@ export function incompatibility(link: Link, want: VxlanSpec): string | null {
   if (v.vni !== want.vni) return `VNI ${v.vni}, want ${want.vni}`;
   if (v.gbp !== (want.gbp ?? false)) return `GBP ${v.gbp}, want ${want.gbp ?? false}`;
   if (v.l2miss) return "l2miss on";
-  const both = (a: number, b: number | undefined) => a !== 0 && (b ?? 0) !== 0 && a !== b;
+  // 0 (or 0n) is "unset"; an IPv4 and an IPv6 local address always differ.
+  const set = (x: IP | undefined) => x !== undefined && x !== 0 && x !== 0n;
+  const both = (a: IP, b: IP | undefined) => set(a) && set(b) && a !== b;
   if (both(v.underlayIndex, want.underlayIndex)) {
     return `underlay ${v.underlayIndex}, want ${want.underlayIndex}`;
   }
   if (both(v.local, want.local)) {
-    return `local ${formatIP4(v.local)}, want ${formatIP4(want.local!)}`;
+    return `local ${formatIP(v.local)}, want ${formatIP(want.local!)}`;
   }
   if (both(v.port, want.port)) return `port ${v.port}, want ${want.port}`;
   return null;
