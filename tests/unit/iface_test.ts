@@ -222,3 +222,53 @@ Deno.test("IPv6 and dual stack", () => {
   );
   assertThrows(() => pick({ enableIPv4: false, enableIPv6: false }), Error, "none defined stack");
 });
+
+Deno.test("dual stack: the family the selector does not fix comes from the interface", () => {
+  // Upstream leaves the IPv6 address unset here and leases an IPv6 subnet without a PublicIPv6.
+  assertEquals(
+    pick({ enableIPv6: true, iface: ["10.1.0.9"] }),
+    "eth1 10.1.0.9 10.1.0.9 2001:db8:1::9 2001:db8:1::9",
+  );
+  assertEquals(
+    pick({ enableIPv6: true, ifaceCanReach: "192.0.2.1" }),
+    "eth1 10.1.0.9 10.1.0.9 2001:db8:1::9 2001:db8:1::9",
+  );
+});
+
+Deno.test("--iface-can-reach with an IPv6 address: the IPv6 route lookup picks the interface", () => {
+  const s = state({
+    routeGet: (dst) => {
+      if (dst === parseIP6("2001:db8:ff::1")) return { dev: 3, src: parseIP6("2001:db8:1::9")! };
+      throw new Error("ENETUNREACH: Network is unreachable");
+    },
+  });
+  const e = chooseExtIface(
+    { enableIPv4: false, enableIPv6: true, ifaceCanReach: "2001:db8:ff::1" },
+    s,
+  );
+  assertEquals([e.name, formatIP6(e.ifaceAddr6!)], ["eth1", "2001:db8:1::9"]);
+  assertEquals(
+    pick({ enableIPv6: true, ifaceCanReach: "2001:db8:ff::1" }, s),
+    "eth1 10.1.0.9 10.1.0.9 2001:db8:1::9 2001:db8:1::9",
+  );
+});
+
+Deno.test("IPv6 enabled on an interface without a global IPv6 address: one error naming the reason", () => {
+  // eth0 with only its link-local address: no other host can reach it (no VTEP, no gateway).
+  const linkLocalOnly = state({
+    addrs: state().addrs.filter((a) => !(a.v6 && a.index === 2 && a.ip !== parseIP6("fe80::1"))),
+  });
+  quiet(() => {
+    assertThrows(
+      () => pick({ enableIPv6: true, iface: ["eth0"] }, linkLocalOnly),
+      Error,
+      "Failed to find interface to use that matches the interfaces and/or regexes provided " +
+        "(eth0: failed to find IPv6 address for interface eth0 (only link-local fe80::1))",
+    );
+    assertThrows(
+      () => pick({ enableIPv6: true }, linkLocalOnly),
+      Error,
+      "Failed to find any valid interface to use: failed to find IPv6 address for interface eth0",
+    );
+  });
+});

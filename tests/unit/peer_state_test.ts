@@ -7,7 +7,7 @@ import {
   planRepairs,
   planSize,
 } from "../../lib/backend/peer_state.ts";
-import { type IP4Net, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
+import { type IP4Net, parseCIDR4, parseCIDR6, parseIP4, parseIP6 } from "../../lib/core/ip.ts";
 import { parseMAC } from "../../lib/core/mac.ts";
 
 const net = (s: string): IP4Net => parseCIDR4(s)!;
@@ -130,4 +130,61 @@ Deno.test("planRepairs: host-gw routes via the external interface", () => {
   assertEquals(planRepairs([hg], moved, mine, true).routes, [hg.route]);
   const stale = kernelOf({ route: { ...hg.route, dst: net("10.5.4.0/24") } });
   assertEquals(planRepairs([hg], stale, mine, true).staleRoutes.length, 1);
+});
+
+// ------------------------------------------------------------------------- IPv6
+
+const DEV6 = 8;
+const net6 = (s: string) => parseCIDR6(s)!;
+
+/** The IPv6 vxlan entries for a peer subnet `sn` at `peer` with `m`, on `DEV6`. */
+function vxlanPeer6(sn: string, peer: string, m: string): PeerEntries {
+  const dst = net6(sn);
+  return {
+    neigh: { dev: DEV6, ip: dst.ip, mac: mac(m) },
+    fdb: { dev: DEV6, mac: mac(m), dst: parseIP6(peer)! },
+    route: { dst, gw: dst.ip, dev: DEV6, onlink: true },
+  };
+}
+
+const dual: Ownership = {
+  networks: [net("10.5.0.0/16"), net6("fd42::/56")],
+  own: [net("10.5.1.0/24"), net6("fd42:0:0:1::/64")],
+  routeDevs: [DEV, DEV6],
+  entryDevs: [DEV, DEV6],
+};
+const q2 = vxlanPeer6("fd42:0:0:2::/64", "2001:db8::2", "02:00:00:00:06:02");
+const q3 = vxlanPeer6("fd42:0:0:3::/64", "2001:db8::3", "02:00:00:00:06:03");
+
+Deno.test("planRepairs, dual stack: both families compared; equal needs nothing", () => {
+  assertEquals(planSize(planRepairs([p2, q2, p3, q3], kernelOf(p2, q2, p3, q3), dual, true)), 0);
+  const k = kernelOf(p2, q2, p3);
+  k.routes = k.routes.filter((r) => typeof r.dst.ip === "number"); // IPv6 route gone
+  const plan = planRepairs([p2, q2, p3], k, dual, false);
+  assertEquals(plan.routes, [q2.route]);
+  assertEquals([plan.neighs, plan.fdbs], [[], []]);
+});
+
+Deno.test("planRepairs, dual stack: an IPv4 and an IPv6 entry never stand in for each other", () => {
+  // ::a05:200 is 10.5.2.0 as a number: the same digits in the other family.
+  const twin = vxlanPeer6("::a05:200/120", "::c0a8:102", "02:00:00:00:00:02");
+  const plan = planRepairs([twin], kernelOf(p2), { ...dual, networks: [net6("::/64")] }, false);
+  assertEquals([plan.routes.length, plan.neighs.length], [1, 1]);
+});
+
+Deno.test("planRepairs, dual stack: stale IPv6 entries are ours inside IPv6Network only", () => {
+  const k = kernelOf(p2, q2, q3);
+  const base = k.routes[1];
+  k.routes.push(
+    { ...base, dst: net6("fd43::/64") }, // outside IPv6Network
+    { ...base, dst: net6("fd42:0:0:1::/64") }, // our own subnet
+    { ...base, dst: net6("fd42:0:0:1::/128"), protocol: 2 }, // the kernel's route of our address
+  );
+  const plan = planRepairs([p2, q2], k, dual, true);
+  assertEquals(plan.staleRoutes.map((r) => r.dst), [q3.route.dst]);
+  assertEquals(plan.staleNeighs.map((n) => n.ip), [q3.neigh!.ip]);
+  assertEquals(plan.staleFdbs.map((f) => f.dst), [q3.fdb!.dst]);
+  // IPv6-only ownership does not claim IPv4 routes, and the other way round.
+  const v6only = { ...dual, networks: [net6("fd42::/56")] };
+  assertEquals(planRepairs([q2], kernelOf(p2, q2), v6only, true).staleRoutes, []);
 });

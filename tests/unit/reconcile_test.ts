@@ -9,9 +9,21 @@
 
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { sleep, until } from "../helpers/wait.ts";
-import { MemoryKernel } from "../helpers/memory_kernel.ts";
+import type { MemoryKernel } from "../helpers/memory_kernel.ts";
 import {
-  addrAdd,
+  added,
+  DEBOUNCE_MS,
+  DEVICE,
+  hostGw,
+  hostKernel,
+  lease,
+  removed,
+  settle,
+  VNI,
+  vxlan,
+  withBackend,
+} from "../helpers/peer_fixture.ts";
+import {
   fdbDel,
   fdbList,
   fdbReplace,
@@ -28,136 +40,14 @@ import {
   RTM_NEWROUTE,
 } from "../../ffi/netlink/mod.ts";
 import { formatIP, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
-import { type Logger, setSink } from "../../lib/core/log.ts";
+import type { Logger } from "../../lib/core/log.ts";
 import { formatMAC, parseMAC } from "../../lib/core/mac.ts";
-import { parseNetworkConfig } from "../../lib/values/config.ts";
 import type { ExternalInterface } from "../../lib/values/iface.ts";
-import type { Lease, LeaseEvent } from "../../lib/values/lease.ts";
-import { HostGwBackend } from "../../lib/backend/hostgw.ts";
-import { VxlanBackend } from "../../lib/backend/vxlan.ts";
-import { parseVxlanConfig } from "../../lib/backend/vxlan/config.ts";
-import type { PeerBackend } from "../../lib/backend/peer_backend.ts";
 import { type PeerDataPath, PeerReconciler } from "../../lib/backend/reconcile.ts";
 
 const ip = (s: string) => parseIP4(s)!;
 const net = (s: string) => parseCIDR4(s)!;
 const mac = (s: string) => parseMAC(s)!;
-
-const NETWORK = '{"Network":"10.5.0.0/16","Backend":{"Type":"%s","VNI":4242}}';
-/** A VNI whose device name exists on no real host: the vxlan backend writes a sysctl by name. */
-const VNI = 4242, DEVICE = "flannel.4242";
-const HOST_IP = "192.168.7.1";
-const OWN: Lease = { subnet: net("10.5.1.0/24"), attrs: lease("", HOST_IP, "").attrs };
-
-function lease(subnet: string, publicIP: string, backendType: string, vtepMAC?: string): Lease {
-  const l: Lease = {
-    subnet: net(subnet || "0.0.0.0/0"),
-    attrs: { publicIP: ip(publicIP), publicIPv6: null, backendType },
-  };
-  if (vtepMAC) l.attrs.backendData = { VNI, VtepMAC: vtepMAC };
-  return l;
-}
-const added = (l: Lease): LeaseEvent => ({ type: "added", lease: l });
-const removed = (l: Lease): LeaseEvent => ({ type: "removed", lease: l });
-
-/** The log lines written while a test runs (the backends log through the global sink). */
-class Lines {
-  readonly lines: string[] = [];
-  #prev = setSink((l) => this.lines.push(l));
-  /** Lines containing every one of `parts`. */
-  count(...parts: string[]): number {
-    return this.lines.filter((l) => parts.every((p) => l.includes(p))).length;
-  }
-  restore(): void {
-    setSink(this.#prev);
-  }
-}
-
-/** A kernel with `eth0` (192.168.7.1/24, up), the external interface. */
-function hostKernel(): { kernel: MemoryKernel; ext: ExternalInterface } {
-  const kernel = new MemoryKernel();
-  const eth = kernel.addLink({ name: "eth0" });
-  addrAdd(kernel, eth.index, { ip: ip(HOST_IP), prefix: 24 });
-  const ext: ExternalInterface = {
-    name: "eth0",
-    index: eth.index,
-    mtu: 1500,
-    ifaceAddr: ip(HOST_IP),
-    extAddr: ip(HOST_IP),
-    ifaceAddr6: null,
-    extAddr6: null,
-  };
-  return { kernel, ext };
-}
-
-interface Fixture<B extends PeerBackend> {
-  kernel: MemoryKernel;
-  backend: B;
-  ext: ExternalInterface;
-  log: Lines;
-}
-
-/** Runs `fn` with a started backend on a memory kernel; stops it and restores logging. */
-async function withBackend<B extends PeerBackend>(
-  make: (ctx: { kernel: MemoryKernel; ext: ExternalInterface }) => B,
-  fn: (f: Fixture<B>) => Promise<void>,
-  before?: (f: Fixture<B>) => void,
-): Promise<void> {
-  const log = new Lines();
-  const { kernel, ext } = hostKernel();
-  const backend = make({ kernel, ext });
-  try {
-    await backend.prepare();
-    before?.({ kernel, backend, ext, log });
-    await backend.start(OWN);
-    await fn({ kernel, backend, ext, log });
-  } finally {
-    await backend.stop();
-    log.restore();
-  }
-  assertEquals(kernel.subscriptions, 0, "stop() ends the notification subscription");
-}
-
-/** The backends' debounce here: short, so that a test takes milliseconds. */
-const DEBOUNCE_MS = 10;
-
-function vxlan(ctx: { kernel: MemoryKernel; ext: ExternalInterface }, interval = 3600) {
-  const network = parseNetworkConfig(NETWORK.replace("%s", "vxlan"));
-  // Checksum offload stays as it is: there is no device for ethtool to talk to.
-  const options = { ...parseVxlanConfig(network.backend), disableTxChecksum: false };
-  return new VxlanBackend(
-    { network, ext: ctx.ext, options, reconcileIntervalSeconds: interval },
-    { nl: ctx.kernel, notifications: ctx.kernel },
-    DEBOUNCE_MS,
-  );
-}
-
-function hostGw(ctx: { kernel: MemoryKernel; ext: ExternalInterface }, interval = 3600) {
-  const network = parseNetworkConfig(NETWORK.replace("%s", "host-gw"));
-  return new HostGwBackend(
-    { network, ext: ctx.ext, options: {}, reconcileIntervalSeconds: interval },
-    { nl: ctx.kernel, notifications: ctx.kernel },
-    DEBOUNCE_MS,
-  );
-}
-
-/**
- * Waits until no reconcile is pending: a window of a few debounce periods without a
- * reconcile. Timers fire in deadline order, so a reconcile scheduled before the window
- * starts runs inside it, and any reconcile restarts the window.
- */
-async function settle(b: { stats(): Record<string, number> }): Promise<void> {
-  await until(
-    "reconciles to settle",
-    async () => {
-      const before = b.stats().reconciles;
-      await sleep(5 * DEBOUNCE_MS);
-      return b.stats().reconciles === before;
-    },
-    10_000,
-    0,
-  );
-}
 
 const hasRoute = (k: MemoryKernel, dst: string, pred: (r: Route) => boolean = () => true) =>
   routeList(k, { dst: net(dst) }).some(pred);
