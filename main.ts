@@ -121,6 +121,9 @@ async function main(): Promise<number> {
         fullyRandomDisable: f["ip-masq-fully-random-disable"],
         resyncSeconds: f["iptables-resync"],
       },
+      blackholeRoute: f["ip-blackhole-route"]
+        ? { intervalSeconds: f["iptables-resync"] }
+        : undefined,
     },
     abort.signal,
     state,

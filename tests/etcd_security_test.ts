@@ -105,6 +105,34 @@ Deno.test({
       (e) => String(e),
     );
     assert(unverified !== "answered", "a server certificate without the host's name was accepted");
+    // The same through the daemon's flags: with the client certificate it reaches etcd (and
+    // waits for a config under --etcd-prefix); without it, one plain line about TLS.
+    const daemon = async (flags: string[], want: string) => {
+      const p = new LogProcess(Deno.execPath(), [
+        "run",
+        "-A",
+        MAIN,
+        `--etcd-endpoints=${etcd.endpoint}`,
+        "--etcd-prefix=/tls/network/",
+        `--etcd-cafile=${pki.caCert}`,
+        ...flags,
+      ]);
+      try {
+        await until(want, () => p.lines.some((l) => l.includes(want)), 15_000, 100);
+      } finally {
+        assertEquals((await p.stop()).code, 0, p.lines.join("\n"));
+      }
+      return p.lines.find((l) => l.includes(want))!;
+    };
+    await daemon(
+      [`--etcd-certfile=${pki.clientCert}`, `--etcd-keyfile=${pki.clientKey}`],
+      "flannel config not found in etcd store at /tls/network/config",
+    );
+    const tlsLine = await daemon(
+      [],
+      `cannot read network config: TLS with etcd at ${etcd.endpoint}`,
+    );
+    assert(!/UNAVAILABLE|Resolution note/.test(tlsLine), tlsLine);
     console.log(
       `TLS: leased ${got} with a client certificate; without one: ${
         refused.split("\n")[0].slice(0, 100)

@@ -23,6 +23,8 @@ import { waitForConfig, watchConfig } from "../subnet/config_source.ts";
 import type { LeaseStore } from "../subnet/store.ts";
 import { leaseNets, TrafficRules, type TrafficRulesOptions } from "../iptables/manager.ts";
 import { sdNotify } from "../../ffi/sd_notify.ts";
+import { NetlinkSocket } from "../../ffi/netlink/mod.ts";
+import { BlackholeRoute } from "../backend/blackhole.ts";
 
 const log = logger("flanneld");
 
@@ -44,6 +46,8 @@ export interface DaemonOptions {
   configRetryMs?: number;
   /** iptables/nftables rules (masquerade, forward); none are touched when absent. */
   rules?: Omit<TrafficRulesOptions, "nftables">;
+  /** `--ip-blackhole-route`: how often the route is checked (`--iptables-resync`, s). */
+  blackholeRoute?: { intervalSeconds: number };
 }
 
 /** What a running daemon exposes to health, metrics and tests. */
@@ -116,6 +120,7 @@ export async function runDaemon(
   if (data.backendV6Data !== undefined) attrs.backendV6Data = data.backendV6Data;
 
   let rules: TrafficRules | null = null;
+  let blackhole: BlackholeRoute | null = null;
   let queue = Promise.resolve();
   // Remote lease events reach the backend one batch at a time, in order.
   const watcher = new LeaseWatcher(registry, {
@@ -139,6 +144,7 @@ export async function runDaemon(
       await queue;
       await backend.stop();
       await backend.start(now);
+      blackhole?.update(now);
       await rules?.update(leaseNets(cfg, now));
       state.subnetEnvWritten = await envFile();
       watcher.setOwn(now.subnet, undefined, now.ipv6Subnet);
@@ -171,6 +177,10 @@ export async function runDaemon(
     publicIPv6: attrs.publicIPv6 !== null ? formatIP6(attrs.publicIPv6) : undefined,
   });
   await backend.start(lease);
+  if (o.blackholeRoute) {
+    blackhole = new BlackholeRoute(NetlinkSocket.open(), o.blackholeRoute.intervalSeconds);
+    blackhole.start(lease);
+  }
   // Rules before subnet.env (upstream's order), so that "ready" implies them.
   state.rulesInPlace = !o.rules;
   if (o.rules) {
@@ -222,6 +232,7 @@ export async function runDaemon(
   watcher.stop();
   manager.stop();
   await rules?.stop(); // the rules themselves stay, as upstream's
+  blackhole?.stop(); // so does the route
   await queue;
   await backend.stop();
   return 0;

@@ -258,12 +258,15 @@ export class Cluster {
     const ns = `${this.prefix}-${name}`;
     const dir = `${this.dir}/${name}`;
     const subnetFile = `${dir}/subnet.env`;
-    const extra = this.opts.daemonArgs ?? [];
+    const given = this.opts.daemonArgs ?? [];
+    const extra = typeof given === "function" ? given(name) : given;
+    // eth0 unless the test chooses the interface itself.
+    const chooses = extra.some((a) => /^--?iface(-regex|-can-reach)?[= ]?/.test(a));
     const args = [
       `--etcd-endpoints=${this.etcd.endpoint}`,
       `--subnet-file=${subnetFile}`,
-      "--iface=eth0",
-      ...(typeof extra === "function" ? extra(name) : extra),
+      ...(chooses ? [] : ["--iface=eth0"]),
+      ...extra,
     ];
     const containers = Array.from({ length: this.opts.containersPerHost ?? 0 }, (_, j) => ({
       name: `${name}c${j}`,

@@ -129,6 +129,10 @@ Deno.test("renew: when due, and what it writes", async () => {
   const short = hostManager(registry, NET, "192.168.0.2", { ttlSeconds: 600 });
   const s = await short.acquire();
   assertEquals(short.renewAt, s.expiration! - 300_000);
+  // --subnet-lease-renew-margin=10: ten minutes before expiry.
+  const ten = hostManager(registry, NET, "192.168.0.3", { renewMarginMinutes: 10 });
+  const t = await ten.acquire();
+  assertEquals(ten.renewAt, t.expiration! - 600_000);
   await m.renew();
   assertEquals(m.stats.renewals, 1);
   assertNotEquals(m.lease!.leaseId, l.leaseId);
@@ -136,6 +140,7 @@ Deno.test("renew: when due, and what it writes", async () => {
   assertEquals(store.peek(registry.keyOf(l.subnet))?.leaseId, m.lease!.leaseId);
   m.stop();
   short.stop();
+  ten.stop();
 });
 
 Deno.test("renew: never overwrites a key another host took; moves to a new subnet", async () => {

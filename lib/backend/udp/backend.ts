@@ -1,5 +1,5 @@
 /**
- * The `udp` backend (FLANNEL.md §12): a TUN device `flannel0` carrying the whole overlay
+ * The `udp` backend (upstream's, same wire format): a TUN device `flannel0` carrying the whole overlay
  * network, and a userspace data path that puts each IPv4 packet, unchanged, into one UDP
  * datagram to the destination subnet's host, at the locally configured port (as upstream).
  * IPv4 only; the lease carries only PublicIP (no BackendType, no BackendData).

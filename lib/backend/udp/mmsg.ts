@@ -2,7 +2,8 @@
  * A batch of datagram slots for `sendmmsg`/`recvmmsg`: the mmsghdr array, one iovec and one
  * sockaddr_in per slot, and the packet buffers, all in ONE long-lived ArrayBuffer. The
  * kernel structs hold raw addresses into it, so it is allocated once, filled once, and
- * must stay referenced for as long as it is used (DATAPATH.md).
+ * must stay referenced for as long as it is used: the garbage collector may move or free
+ * what only the kernel still points at.
  *
  * Layout (x86_64/aarch64 LP64): mmsghdr 64 bytes = msghdr 56 (name ptr @0, namelen u32 @8,
  * iov ptr @16, iovlen @24, control @32, controllen @40, flags i32 @48) + msg_len u32 @56.

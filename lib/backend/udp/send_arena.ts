@@ -6,7 +6,7 @@
  * every datagram is still one plain IPv4 packet.
  *
  * Everything the kernel points into (mmsghdrs, iovecs, sockaddrs, cmsgs, data) lives in
- * one long-lived ArrayBuffer; per packet only numbers are written (DATAPATH.md).
+ * one long-lived ArrayBuffer; per packet only numbers are written (no allocation, no GC).
  * @module
  */
 

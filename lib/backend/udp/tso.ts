@@ -1,7 +1,7 @@
 /**
  * TCP segmentation in userspace: splits an IPv4/TCP super-packet handed over by a TUN with
  * TSO (virtio_net_hdr gso_type TCPV4) into MTU-sized packets, each a complete IPv4 packet
- * as upstream peers expect on the wire (FLANNEL.md §12), the way the kernel's
+ * as upstream peers expect on the wire (one raw IPv4 packet per datagram), the way the kernel's
  * tcp4_gso_segment does: IP total length, id (+1 per segment) and header checksum; TCP
  * sequence number (+MSS per segment); FIN and PSH only on the last segment, CWR only on the
  * first; and a full TCP checksum for each.

@@ -3,7 +3,8 @@
  * non-blocking TUN into a send arena: each packet is validated, its peer looked up
  * (unknown destination → ICMP net-unreachable written back to the TUN), its TTL decremented,
  * and the batch goes out with one sendmmsg. Synchronous FFI only, nothing allocated per
- * packet (DATAPATH.md: this measured best).
+ * packet (measured here: a promise per packet costs ~110 µs, a synchronous fast call
+ * 7–35 ns; one Worker per direction with blocking batched calls was the fastest design).
  *
  * With offloads the TUN hands over TCP super-packets (virtio_net_hdr TCPV4, up to 64 KB):
  * they are split here into MTU-sized IPv4 packets (tso.ts) and sent with UDP GSO, one
