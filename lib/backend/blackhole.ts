@@ -1,11 +1,12 @@
 /**
- * `--ip-blackhole-route`: a blackhole route for the host's own subnet, so that traffic to
- * addresses of it that no container holds is dropped on this host instead of following the
- * default route out of it (vxlan and host-gw have no route for the whole Network; without a
- * bridge for the subnet such traffic would leak to the underlay's gateway).
+ * `--ip-blackhole-route`: a blackhole route for the host's own subnet (and, with IPv6, for
+ * its IPv6 subnet), so that traffic to addresses of it that no container holds is dropped
+ * on this host instead of following the default route out of it (vxlan and host-gw have no
+ * route for the whole Network; without a bridge for the subnet such traffic would leak to
+ * the underlay's gateway).
  *
  * The route has metric {@link BLACKHOLE_METRIC}, so the bridge's own route for the subnet
- * (`docker0`, `cni0`: metric 0) wins whenever it exists and the blackhole only catches what
+ * (`docker0`, `cni0`: metric 0, IPv6 256) wins whenever it exists and the blackhole only catches what
  * nothing else claims. It is checked every `--iptables-resync` seconds (upstream's period
  * for it) and put back when missing; when our subnet changes, the old route is removed. On
  * shutdown it stays, like every other piece of kernel state we leave for a restart.
@@ -21,7 +22,7 @@ import {
   RT_TABLE_MAIN,
   RTN_BLACKHOLE,
 } from "../../ffi/netlink/mod.ts";
-import { equal4, formatNet4, type IP4Net } from "../core/ip.ts";
+import { equalNet, formatNet, type IPNet } from "../core/ip.ts";
 import { logger } from "../core/log.ts";
 import type { Lease } from "../values/lease.ts";
 
@@ -31,42 +32,52 @@ const log = logger("blackhole");
 export const BLACKHOLE_METRIC = 65535;
 
 /** The route spec for `subnet`. */
-function spec(subnet: IP4Net) {
+function spec(subnet: IPNet) {
   return { dst: subnet, type: RTN_BLACKHOLE, priority: BLACKHOLE_METRIC, table: RT_TABLE_MAIN };
 }
 
-/** Keeps the blackhole route of our own subnet in place. */
+/**
+ * The subnets of `lease` to blackhole: the IPv4 one, and the IPv6 one of a dual-stack or
+ * IPv6-only lease. An IPv6-only lease's IPv4 part is 0.0.0.0/0: never blackholed.
+ */
+function subnetsOf(lease: Lease): IPNet[] {
+  const out: IPNet[] = lease.subnet.prefix > 0 ? [lease.subnet] : [];
+  if (lease.ipv6Subnet) out.push(lease.ipv6Subnet);
+  return out;
+}
+
+/** Keeps the blackhole routes of our own subnets (IPv4 and IPv6) in place. */
 export class BlackholeRoute {
-  #subnet: IP4Net | null = null;
+  #subnets: IPNet[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
-  /** Times the route was found missing and put back. */
+  /** Times a route was found missing and put back. */
   repairs = 0;
 
   /**
    * @param nl netlink requests (a test's in-memory kernel, or the real socket)
-   * @param intervalSeconds how often the route is checked (`--iptables-resync`)
+   * @param intervalSeconds how often the routes are checked (`--iptables-resync`)
    */
   constructor(private readonly nl: Requester, private readonly intervalSeconds: number) {}
 
-  /** Installs the route for `lease` and starts checking it. */
+  /** Installs the routes for `lease` and starts checking them. */
   start(lease: Lease): void {
-    this.#subnet = lease.subnet;
+    this.#subnets = subnetsOf(lease);
     this.check();
     this.#timer ??= setInterval(() => this.check(), this.intervalSeconds * 1000);
   }
 
-  /** Our subnet changed: the old route goes, the new one comes. */
+  /** Our subnets changed: the old routes go, the new ones come. */
   update(lease: Lease): void {
-    const old = this.#subnet;
-    this.#subnet = lease.subnet;
-    if (old && !equal4(old, lease.subnet)) {
+    const old = this.#subnets;
+    this.#subnets = subnetsOf(lease);
+    for (const o of old.filter((o) => !this.#subnets.some((n) => equalNet(n, o)))) {
       try {
-        routeDel(this.nl, spec(old));
-        log.info("removed the blackhole route of our previous subnet", { subnet: formatNet4(old) });
+        routeDel(this.nl, spec(o));
+        log.info("removed the blackhole route of our previous subnet", { subnet: formatNet(o) });
       } catch (e) {
         if (!isNetlinkError(e, "ESRCH")) {
           log.warn("cannot remove the blackhole route of our previous subnet", {
-            subnet: formatNet4(old),
+            subnet: formatNet(o),
             error: e,
           });
         }
@@ -75,42 +86,42 @@ export class BlackholeRoute {
     this.check();
   }
 
-  /** Whether the route is in place now. */
+  /** Whether every route is in place now (false before {@link start}). */
   present(): boolean {
-    const s = this.#subnet;
-    if (!s) return false;
+    return this.#subnets.length > 0 && this.#subnets.every((s) => this.#present(s));
+  }
+
+  #present(s: IPNet): boolean {
     return routeList(this.nl, { dst: s }).some((r) =>
       r.type === RTN_BLACKHOLE && r.priority === BLACKHOLE_METRIC
     );
   }
 
-  /** Puts the route back when it is missing; returns whether it had to. */
+  /** Puts back the routes that are missing; returns whether it had to. */
   check(): boolean {
-    const s = this.#subnet;
-    if (!s) return false;
-    try {
-      if (this.present()) return false;
-      routeReplace(this.nl, spec(s));
-      if (this.#timer !== undefined) {
-        this.repairs++;
-        log.warn("repaired: blackhole route was missing", { subnet: formatNet4(s) });
-      } else {
-        log.info("blackhole route in place", {
-          subnet: formatNet4(s),
-          metric: BLACKHOLE_METRIC,
+    let changed = false;
+    for (const s of this.#subnets) {
+      try {
+        if (this.#present(s)) continue;
+        routeReplace(this.nl, spec(s));
+        changed = true;
+        if (this.#timer !== undefined) {
+          this.repairs++;
+          log.warn("repaired: blackhole route was missing", { subnet: formatNet(s) });
+        } else {
+          log.info("blackhole route in place", { subnet: formatNet(s), metric: BLACKHOLE_METRIC });
+        }
+      } catch (e) {
+        log.error("cannot install the blackhole route; retrying", {
+          subnet: formatNet(s),
+          error: e,
         });
       }
-      return true;
-    } catch (e) {
-      log.error("cannot install the blackhole route; retrying", {
-        subnet: formatNet4(s),
-        error: e,
-      });
-      return false;
     }
+    return changed;
   }
 
-  /** Stops checking; the route stays. */
+  /** Stops checking; the routes stay. */
   stop(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;

@@ -428,8 +428,13 @@ export class PeerReconciler {
     this.#counts[k] = (this.#counts[k] ?? 0) + 1;
   }
 
-  /** Repair and peer counters. */
+  /** Repair and peer counters; peers in each family (a dual-stack peer counts in both). */
   stats(): Record<string, number> {
-    return { ...this.#counts, peers: this.#applied.size };
+    let v4 = 0, v6 = 0;
+    for (const entries of this.#applied.values()) {
+      if (entries.some((e) => familyOf(e.route.dst.ip) === 4)) v4++;
+      if (entries.some((e) => familyOf(e.route.dst.ip) === 6)) v6++;
+    }
+    return { ...this.#counts, peers: this.#applied.size, peers_ipv4: v4, peers_ipv6: v6 };
   }
 }

@@ -73,9 +73,12 @@ export async function runDaemon(
   const registry = new SubnetRegistry(o.store, o.prefix);
   const { prev, problem } = await readPreviousSubnets(o.subnetFile);
   if (problem) log.warn(problem);
-  else if (prev.subnet) {
+  else if (prev.subnet || prev.ipv6Subnet) {
     log.info("found previous subnet in subnet file", {
-      subnet: describeLease({ subnet: prev.subnet, ipv6Subnet: prev.ipv6Subnet }),
+      subnet: describeLease({
+        subnet: prev.subnet ?? { ip: 0, prefix: 0 },
+        ipv6Subnet: prev.ipv6Subnet,
+      }),
     });
   }
 

@@ -171,11 +171,14 @@ export function decodeLeaseAttrs(text: string): LeaseAttrs {
   return attrs;
 }
 
-/** `10.5.52.0/24` (and `, fd00::/64`) for log lines. */
+/**
+ * `10.5.52.0/24` (and `,fd00::/64`) for log lines; an IPv6-only lease (IPv4 part
+ * 0.0.0.0/0) shows its IPv6 subnet alone.
+ */
 export function describeLease(l: { subnet: IP4Net; ipv6Subnet?: IP6Net }): string {
-  return l.ipv6Subnet
-    ? `${formatNet4(l.subnet)},${formatNet6(l.ipv6Subnet)}`
-    : formatNet4(l.subnet);
+  if (!l.ipv6Subnet) return formatNet4(l.subnet);
+  const v6 = formatNet6(l.ipv6Subnet);
+  return l.subnet.prefix === 0 ? v6 : `${formatNet4(l.subnet)},${v6}`;
 }
 
 /**

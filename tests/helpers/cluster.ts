@@ -134,7 +134,7 @@ const BRIDGE = "br0";
  * Like Promise.all, but rejects only once every promise has settled, so that teardown
  * after a failure does not race setup steps still creating namespaces.
  */
-async function allSettled(ps: Promise<unknown>[]): Promise<void> {
+export async function allSettled(ps: Promise<unknown>[]): Promise<void> {
   const failed = (await Promise.allSettled(ps)).find((r) => r.status === "rejected");
   if (failed) throw (failed as PromiseRejectedResult).reason;
 }

@@ -17,9 +17,18 @@ import {
   neighList,
   type Route,
   routeList,
+  RT_SCOPE_LINK,
   withNetlinkSocket,
 } from "../../ffi/netlink/mod.ts";
-import { formatIP4, formatNet4, type IP4Net, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
+import {
+  formatNet4,
+  type IP4Net,
+  type IP6Net,
+  parseCIDR4,
+  parseCIDR6,
+  parseIP4,
+} from "../../lib/core/ip.ts";
+import { subnetKey } from "../../lib/values/lease.ts";
 import {
   type Cluster,
   type Container,
@@ -39,15 +48,23 @@ export function hostSubnet(c: Cluster, ref: HostRef): IP4Net {
   return net;
 }
 
+/** The host's leased IPv6 subnet, from its subnet.env. */
+export function hostSubnet6(c: Cluster, ref: HostRef): IP6Net {
+  const env = c.hostSubnetEnv(ref);
+  const net = env ? parseCIDR6(env.FLANNEL_IPV6_SUBNET ?? "") : null;
+  if (!net) throw new Error(`host ${c.host(ref).name} has no IPv6 subnet in subnet.env`);
+  return net;
+}
+
 /** Asserts that every pair answered, naming the ones that did not. */
 export function assertAllAnswered(pairs: PingPair[]): void {
   const failed = pairs.filter((p) => !p.result.ok).map((p) => `${p.from.name}→${p.to.name}`);
   assert(failed.length === 0, `pairs without reply: ${failed.join(" ")}`);
 }
 
-/** One quick echo from `from` to `to` answered. */
-export async function reaches(from: Container, to: Container): Promise<boolean> {
-  return (await ping(from.ns, to.ip!, { count: 1, timeout: 1 })).ok;
+/** One quick echo from `from` to `to` (over IPv6 with `family` 6) answered. */
+export async function reaches(from: Container, to: Container, family: 4 | 6 = 4): Promise<boolean> {
+  return (await ping(from.ns, family === 6 ? to.ip6! : to.ip!, { count: 1, timeout: 1 })).ok;
 }
 
 const blob = new URL("./tcp_blob.ts", import.meta.url).pathname;
@@ -64,18 +81,23 @@ export interface Transfer {
   ms: number;
 }
 
-/** Sends `bytes` pseudo-random bytes over TCP from `from` to `to`; compares by sha256. */
+/**
+ * Sends `bytes` pseudo-random bytes over TCP from `from` to `to` (to its IPv6 address with
+ * `family` 6); compares by sha256.
+ */
 export async function tcpTransfer(
   from: Container,
   to: Container,
   bytes: number,
   port = 5201,
+  family: 4 | 6 = 4,
 ): Promise<Transfer> {
-  const server = nsDeno("tcp sink", to.ns, blob, "serve", to.ip!, String(port));
+  const addr = family === 6 ? to.ip6! : to.ip!;
+  const server = nsDeno("tcp sink", to.ns, blob, "serve", addr, String(port));
   let client: LineProcess | null = null;
   try {
     await server.waitLine("LISTENING", 20_000);
-    client = nsDeno("tcp source", from.ns, blob, "send", to.ip!, String(port), String(bytes));
+    client = nsDeno("tcp source", from.ns, blob, "send", addr, String(port), String(bytes));
     const sent = (await client.waitLine("SENT", 90_000)).split(" ");
     const received = (await server.waitLine("RECEIVED", 30_000)).split(" ");
     return {
@@ -101,26 +123,28 @@ export function backgroundPing(
 /** The kernel's view inside a host, through our netlink layer. */
 export interface HostKernel {
   link: Link | null;
-  addrs: { ip: number; prefix: number }[];
+  addrs: { ip: number | bigint; prefix: number }[];
   routes: Route[];
   neighs: Neigh[];
   fdbs: FdbEntry[];
 }
 
-/** Reads device `dev` (may be absent), its IPv4 addresses, main routes, neighbours and FDB. */
-export function hostKernel(ns: string, dev: string): HostKernel {
+/**
+ * Reads device `dev` (may be absent), its addresses, the main routes and its neighbours
+ * of one family (default IPv4; IPv6 addresses without the link-local one), and its FDB.
+ */
+export function hostKernel(ns: string, dev: string, family: 4 | 6 = 4): HostKernel {
   return inNetns(ns, () =>
     withNetlinkSocket((nl) => {
       const link = linkByName(nl, dev);
       const index = link?.index ?? -1;
       return {
         link,
-        addrs: addrList(nl, { index, family: 4 }).map((a) => ({
-          ip: a.ip as number,
-          prefix: a.prefix,
-        })),
-        routes: routeList(nl),
-        neighs: neighList(nl, { index }),
+        addrs: addrList(nl, { index, family })
+          .filter((a) => a.scope !== RT_SCOPE_LINK)
+          .map((a) => ({ ip: a.ip, prefix: a.prefix })),
+        routes: routeList(nl, { family }),
+        neighs: neighList(nl, { index, family }),
         fdbs: fdbList(nl, { index }),
       };
     }));
@@ -140,14 +164,21 @@ export async function execOk(c: Cluster, ns: string, argv: string[]): Promise<st
   return r.stdout;
 }
 
-/** etcd key of the lease for subnet `sn`. */
-export function leaseKey(sn: IP4Net): string {
-  return `${SUBNETS_PREFIX}/${formatIP4(sn.ip)}-${sn.prefix}`;
+/** etcd key of the lease for subnet `sn` (and IPv6 subnet `sn6`: dual stack or IPv6-only). */
+export function leaseKey(sn: IP4Net, sn6?: IP6Net): string {
+  return `${SUBNETS_PREFIX}/${subnetKey(sn, sn6)}`;
+}
+
+/** etcd key of host `ref`'s lease, from the subnets in its subnet.env. */
+export function hostLeaseKey(c: Cluster, ref: HostRef): string {
+  const env = c.hostSubnetEnv(ref) ?? {};
+  const sn = env.FLANNEL_SUBNET ? hostSubnet(c, ref) : { ip: 0, prefix: 0 };
+  return leaseKey(sn, env.FLANNEL_IPV6_SUBNET ? hostSubnet6(c, ref) : undefined);
 }
 
 /** The lease value of host `ref`, exactly as stored. */
 export async function rawLease(c: Cluster, ref: HostRef): Promise<string> {
-  return (await c.etcd.ctl("get", leaseKey(hostSubnet(c, ref)))).split("\n")[1];
+  return (await c.etcd.ctl("get", hostLeaseKey(c, ref))).split("\n")[1];
 }
 
 /**

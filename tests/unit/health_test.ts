@@ -158,6 +158,15 @@ Deno.test("backend stats map onto labelled families", () => {
   assertEquals(metricValue(parsed, "flannel_backend_reconciles_total"), 9);
 });
 
+Deno.test("backend stats: peers per address family are a labelled gauge", () => {
+  const fams = backendFamilies("vxlan", { peers: 3, peers_ipv4: 3, peers_ipv6: 2 });
+  const parsed = parsePrometheus(formatFamilies(fams));
+  assertEquals(parsed.get("flannel_backend_peers_by_family")!.type, "gauge");
+  assertEquals(metricValue(parsed, "flannel_backend_peers_by_family", { family: "ipv4" }), 3);
+  assertEquals(metricValue(parsed, "flannel_backend_peers_by_family", { family: "ipv6" }), 2);
+  assertEquals(metricValue(parsed, "flannel_backend_peers"), 3);
+});
+
 function fakeState(): HealthState {
   const watcherStats = {
     events: 3,

@@ -85,7 +85,7 @@ const WANT6 = { neigh: MAC6, fdbs: [`${MAC6} 2001:db8:7::2`], route: true };
 Deno.test("vxlan dual stack: two devices, BackendV6Data in the lease, our /128 on flannel-v6", async () => {
   await withBackend(
     on("dual"),
-    async ({ kernel, backend }) => {
+    ({ kernel, backend }) => {
       const d4 = linkByName(kernel, DEVICE)!, d6 = linkByName(kernel, DEVICE6)!;
       assertEquals([d4.mtu, d4.vxlan?.vni, d4.vxlan?.local], [1450, VNI, parseIP4("192.168.7.1")]);
       assertEquals([d6.mtu, d6.vxlan?.vni, d6.vxlan?.local, d6.up], [
@@ -100,6 +100,7 @@ Deno.test("vxlan dual stack: two devices, BackendV6Data in the lease, our /128 o
         ["fd42:0:0:1::/128"],
       );
       assertEquals(backend.deviceNames, [DEVICE, DEVICE6]);
+      return Promise.resolve();
     },
     undefined,
     "dual",

@@ -10,6 +10,7 @@
  * | `<dir>_drop_<reason>`     | `flannel_backend_dropped_packets_total{direction,reason}`     |
  * | `repairs_<kind>`          | `flannel_backend_repairs_total{kind}` (`repairs`, their sum, is dropped then) |
  * | `peers`                   | `flannel_backend_peers` (gauge)                               |
+ * | `peers_ipv4`, `peers_ipv6`| `flannel_backend_peers_by_family{family="ipv4"\|"ipv6"}` (gauge) |
  * | anything else `<k>`       | `flannel_backend_<k>_total` (counter)                         |
  * @module
  */
@@ -26,6 +27,16 @@ interface Rule {
   help: string;
   labels: (m: RegExpMatchArray) => Record<string, string>;
 }
+
+/** Levels with a label, by key. */
+const GAUGE_RULES: Rule[] = [
+  {
+    re: /^peers_(ipv4|ipv6)$/,
+    name: "flannel_backend_peers_by_family",
+    help: "Remote peers programmed into the data path in each address family.",
+    labels: (m) => ({ family: m[1] }),
+  },
+];
 
 const RULES: Rule[] = [
   {
@@ -69,6 +80,17 @@ export function backendFamilies(type: string, stats: Record<string, number>): Fa
     if (key === "repairs" && hasKinds) continue; // the sum of repairs_<kind>: sum() gives it
     if (key in GAUGES) {
       add(`flannel_backend_${sanitizeName(key)}`, GAUGES[key], "gauge", {}, value);
+      continue;
+    }
+    const gaugeRule = GAUGE_RULES.find((r) => r.re.test(key));
+    if (gaugeRule) {
+      add(
+        gaugeRule.name,
+        gaugeRule.help,
+        "gauge",
+        gaugeRule.labels(key.match(gaugeRule.re)!),
+        value,
+      );
       continue;
     }
     const rule = RULES.find((r) => r.re.test(key));

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { formatIP4 } from "../../core/ip.ts";
+import { formatIP4, formatIP6 } from "../../core/ip.ts";
 import { describeLease } from "../../values/lease.ts";
 import { VERSION } from "../../core/version.ts";
 import { backendFamilies } from "./backend_metrics.ts";
@@ -43,6 +43,7 @@ export function collect(m: HealthMonitor, now = Date.now()): Family[] {
   const leaseInfo = lease && {
     subnet: describeLease(lease),
     public_ip: formatIP4(lease.attrs.publicIP),
+    ...(lease.attrs.publicIPv6 !== null ? { public_ipv6: formatIP6(lease.attrs.publicIPv6) } : {}),
     backend: backendType,
   };
   return [
