@@ -17,7 +17,7 @@ import {
 } from "./helpers/flannel_rules.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
 import { isRoot, must, nsExec } from "./helpers/netns.ts";
-import { startTcpdump } from "./helpers/tcpdump.ts";
+import { echoSource } from "./helpers/tcpdump.ts";
 
 const RESTORED = "some rules were missing";
 
@@ -35,21 +35,6 @@ function returnRule(src: string, dst: string): string[] {
 /** The host's lease subnet as a CIDR (`10.5.52.0/24`) from its subnet.env. */
 function leaseSubnet(c: Cluster, h: Host): string {
   return formatNet4(parseCIDR4(c.hostSubnetEnv(h)!.FLANNEL_SUBNET)!);
-}
-
-/**
- * Source address of the first ICMP echo request tcpdump sees on `dev` in `ns` while
- * `send` runs (tcpdump is listening before `send` starts).
- */
-async function echoSource(ns: string, dev: string, send: () => Promise<unknown>): Promise<string> {
-  const p = await startTcpdump(ns, dev, "-c 1 'icmp[icmptype] = icmp-echo'");
-  try {
-    await send();
-    const line = await p.waitFor((l) => l.includes("ICMP echo request"), "echo request", 5_000);
-    return / IP (\S+) > /.exec(line)![1];
-  } finally {
-    await p.kill();
-  }
 }
 
 Deno.test({
