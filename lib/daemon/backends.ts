@@ -5,7 +5,9 @@
  */
 
 import { allocBackend } from "../backend/alloc.ts";
+import { awsVpcBackend } from "../backend/awsvpc/backend.ts";
 import type { BackendKind } from "../backend/backend.ts";
+import { gceBackend } from "../backend/gce/backend.ts";
 import { hostGwBackend } from "../backend/hostgw.ts";
 import { udpBackend } from "../backend/udp/backend.ts";
 import { vxlanBackend } from "../backend/vxlan.ts";
@@ -17,6 +19,8 @@ const KINDS: Record<string, BackendKind<any>> = {
   udp: udpBackend,
   vxlan: vxlanBackend,
   "host-gw": hostGwBackend,
+  "aws-vpc": awsVpcBackend,
+  gce: gceBackend,
 };
 
 /** The backend type called `type`, or undefined when there is none. */
