@@ -7,12 +7,13 @@
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./helpers/assert.ts";
 import { Ec2StandIn } from "./helpers/ec2_standin.ts";
 import { until } from "./helpers/wait.ts";
-import { chooseBackend } from "../lib/daemon/backends.ts";
-import type { Backend } from "../lib/backend/backend.ts";
-import { parseNetworkConfig } from "../lib/values/config.ts";
-import { parseCIDR4, parseIP4 } from "../lib/core/ip.ts";
-import { setSink } from "../lib/core/log.ts";
-import type { Lease, LeaseEvent } from "../lib/values/lease.ts";
+import {
+  deadEndpoints,
+  leaseEvent,
+  makeCloudBackend,
+  ownLease,
+  withCapturedLogs,
+} from "./helpers/cloud_backend.ts";
 
 const VPC_CIDR = "10.0.0.0/16";
 const MY_IP = "10.0.0.5";
@@ -39,34 +40,10 @@ function isolate(endpoint: string, imds: string, extra: Record<string, string> =
   for (const [k, v] of Object.entries(extra)) Deno.env.set(k, v);
 }
 
-/** The backend as the daemon makes it, from a config's Backend object. */
-function makeBackend(backend: Record<string, unknown>, intervalSeconds = 3600): Backend {
-  const network = parseNetworkConfig(JSON.stringify({ Network: "10.5.0.0/16", Backend: backend }));
-  const { kind, options } = chooseBackend(network);
-  return kind.create({
-    network,
-    ext: {
-      name: "eth0",
-      index: 2,
-      mtu: 9001,
-      ifaceAddr: parseIP4(MY_IP)!,
-      extAddr: parseIP4(MY_IP)!,
-      ifaceAddr6: null,
-      extAddr6: null,
-    },
-    options,
-    reconcileIntervalSeconds: intervalSeconds,
-  });
-}
-
-const lease = (subnet: string): Lease => ({
-  subnet: parseCIDR4(subnet)!,
-  attrs: { publicIP: parseIP4(MY_IP)!, publicIPv6: null },
-});
-const ev = (type: "added" | "removed", subnet: string): LeaseEvent => ({
-  type,
-  lease: { subnet: parseCIDR4(subnet)!, attrs: { publicIP: 1, publicIPv6: null } },
-});
+const makeBackend = (backend: Record<string, unknown>, intervalSeconds?: number) =>
+  makeCloudBackend(backend, MY_IP, intervalSeconds);
+const lease = (subnet: string) => ownLease(subnet, MY_IP);
+const ev = leaseEvent;
 
 /** A stand-in with one VPC, our instance and a second one; log lines captured. */
 async function withStandIn(
@@ -76,22 +53,13 @@ async function withStandIn(
     lines: string[],
   ) => Promise<void>,
 ): Promise<void> {
-  const s = new Ec2StandIn();
-  const lines: string[] = [];
-  const prev = setSink((l) => lines.push(l));
-  try {
+  await withCapturedLogs(() => new Ec2StandIn(), async (s, lines) => {
     const main = s.addVpc("vpc-1", VPC_CIDR).id;
     const me = s.addInstance({ ip: MY_IP, vpcId: "vpc-1", subnetId: "subnet-a" });
     const other = s.addInstance({ ip: "10.0.0.6", vpcId: "vpc-1" }).eniId;
     isolate(s.endpoint, me.imds);
     await fn(s, { main, me, other }, lines);
-  } catch (e) {
-    console.error(lines.join("\n"));
-    throw e;
-  } finally {
-    setSink(prev);
-    await s.close();
-  }
+  });
 }
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -409,16 +377,9 @@ Deno.test({
   ...opts,
   fn: async () => {
     // Nothing listening (refused at once), and a listener that never answers (timeouts).
-    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const closedPort = (closed.addr as Deno.NetAddr).port;
-    closed.close();
-    const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const held: Deno.Conn[] = [];
-    (async () => {
-      for await (const c of silent) held.push(c);
-    })();
+    const dead = deadEndpoints();
     try {
-      for (const port of [closedPort, (silent.addr as Deno.NetAddr).port]) {
+      for (const port of [dead.refused, dead.silent]) {
         const endpoint = `http://127.0.0.1:${port}`;
         isolate("http://127.0.0.1:1", endpoint);
         const t0 = Date.now();
@@ -434,8 +395,7 @@ Deno.test({
         console.log(`metadata service on port ${port} absent: error after ${took} ms`);
       }
     } finally {
-      silent.close();
-      for (const c of held) c.close();
+      dead.close();
     }
   },
 });

@@ -37,7 +37,7 @@ import { newRunPrefix, writeMarker } from "./owner.ts";
 import { ping, type PingOptions, type PingPair, pingPairs, type PingResult } from "./ping.ts";
 
 /** Backend types the harness knows how to configure. */
-export type BackendType = "udp" | "vxlan" | "host-gw" | "alloc";
+export type BackendType = "udp" | "vxlan" | "host-gw" | "alloc" | "aws-vpc" | "gce";
 
 /** Options for {@link Cluster.create}. */
 export interface ClusterOptions {

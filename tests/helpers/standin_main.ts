@@ -14,7 +14,7 @@
 
 import { Ec2StandIn } from "./ec2_standin.ts";
 import { GceStandIn } from "./gce_standin.ts";
-import { LineProcess } from "./line_process.ts";
+import { type LineProcess, nsDeno } from "./line_process.ts";
 
 /** The test side: starts the stand-in in `ns` and calls it. */
 export class RemoteStandIn {
@@ -29,18 +29,8 @@ export class RemoteStandIn {
     hostname: string,
     port: number,
   ): Promise<RemoteStandIn> {
-    const proc = new LineProcess(`${kind} stand-in`, "ip", [
-      "netns",
-      "exec",
-      ns,
-      Deno.execPath(),
-      "run",
-      "-A",
-      new URL(import.meta.url).pathname,
-      kind,
-      hostname,
-      String(port),
-    ]);
+    const me = new URL(import.meta.url).pathname;
+    const proc = nsDeno(`${kind} stand-in`, ns, me, kind, hostname, String(port));
     await proc.waitLine("ready", 30_000);
     return new RemoteStandIn(proc);
   }

@@ -24,6 +24,7 @@ import {
   routeName,
 } from "../../lib/backend/gce/model.ts";
 import { parseCIDR4 } from "../../lib/core/ip.ts";
+import { LAZY_MODULES } from "../../dist/compile.ts";
 
 const cfg = (backend: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
   parseNetworkConfig(JSON.stringify({ Network: "10.5.0.0/16", Backend: backend, ...extra }));
@@ -186,4 +187,12 @@ Deno.test("gce: what is retried, error lines, operation errors, token refresh ti
   );
   assertEquals(refreshAt(0, 3600), 3_300_000, "an hour's token: 5 minutes early");
   assertEquals(refreshAt(0, 4), 2000, "a short-lived token: at half its life");
+});
+
+Deno.test("aws-vpc: the SDK module imported by URL is one that deno compile includes by name", () => {
+  const root = new URL("../../", import.meta.url);
+  const backend = Deno.readTextFileSync(new URL("lib/backend/awsvpc/backend.ts", root));
+  const m = /new URL\("\.\/([\w.]+)", import\.meta\.url\)/.exec(backend);
+  assertEquals(LAZY_MODULES.includes(`lib/backend/awsvpc/${m?.[1]}`), true, String(m?.[1]));
+  for (const f of LAZY_MODULES) assertEquals(Deno.statSync(new URL(f, root)).isFile, true, f);
 });

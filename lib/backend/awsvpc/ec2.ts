@@ -59,6 +59,9 @@ export async function instanceIdentity(): Promise<{ region: string; instanceId: 
     } catch (e) {
       const cause = ((e as Error).message ?? String(e)).split("\n")[0]
         .replace(/^Error making request to the metadata service: (Error: )?/, "");
+      if (/Requires \w+ access/.test(cause)) {
+        throw new Error(`cannot read the ${what} from the EC2 instance metadata service: ${cause}`);
+      }
       throw new Error(
         `cannot read the ${what} from the EC2 instance metadata service at ${endpoint} ` +
           `(${cause}): not running on EC2, or the metadata service is off? ` +

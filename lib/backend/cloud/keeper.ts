@@ -7,6 +7,7 @@
  * @module
  */
 
+import { releaseFreedMemory } from "../../../ffi/malloc.ts";
 import { FailureLog, sleep } from "../../core/async.ts";
 import { formatNet4, type IP4Net } from "../../core/ip.ts";
 import type { Logger } from "../../core/log.ts";
@@ -179,9 +180,13 @@ export class RouteKeeper {
         } catch (e) {
           this.#stats.api_failures++;
           const msg = (e as Error).message;
-          errors.push(msg);
-          if (a.kind === "delete") failedDeletes.add(a.route.dest);
-          else ownError = msg;
+          if (a.kind === "delete") {
+            failedDeletes.add(a.route.dest);
+            errors.push(`cannot delete route ${a.route.dest} in ${table}: ${msg}`);
+          } else {
+            ownError = msg;
+            errors.push(`own route ${formatNet4(own)} not in place in ${table}: ${msg}`);
+          }
         }
       }
       const inPlace = !ownError &&
@@ -194,6 +199,7 @@ export class RouteKeeper {
     for (const s of stale) if (!failedDeletes.has(s)) this.#tracker.forget(s);
     if (errors.length) this.#failures.failed(errors.join("; "));
     else this.#failures.ok();
+    releaseFreedMemory(); // the SDK's and fetch's garbage of this check
   }
 
   async #apply(table: string, own: IP4Net, a: RouteAction): Promise<void> {

@@ -31,6 +31,14 @@ import {
 
 const env = (k: string) => Deno.env.get(k);
 
+/** Why a fetch got no answer, in a few words ("Connection refused (os error 111)"). */
+function noAnswer(e: unknown, timeoutMs: number): string {
+  const err = e as Error;
+  if (err.name === "TimeoutError") return `no answer within ${timeoutMs} ms`;
+  const text = ((err.cause as Error | undefined)?.message ?? err.message).split("\n")[0];
+  return text.slice(text.lastIndexOf(": ") + 1).trim() || text;
+}
+
 /** Per metadata request; the server answers in milliseconds where it exists. */
 const METADATA_TIMEOUT_MS = 1000;
 const METADATA_ATTEMPTS = 3;
@@ -68,9 +76,7 @@ export class Metadata {
         cause = `HTTP ${r.status}${text ? `: ${text.trim().split("\n")[0]}` : ""}`;
         if (r.status === 404) break;
       } catch (e) {
-        cause = (e as Error).name === "TimeoutError"
-          ? `no answer within ${METADATA_TIMEOUT_MS} ms`
-          : (e as Error).message.split("\n")[0];
+        cause = noAnswer(e, METADATA_TIMEOUT_MS);
       }
       if (attempt < METADATA_ATTEMPTS) await sleep(backoff.next());
     }
@@ -122,7 +128,7 @@ class Compute {
     path: string,
     opts: { body?: unknown; allow404?: boolean; timeoutMs?: number } = {},
   ): Promise<T | null> {
-    const backoff = new Backoff({ minMs: 500, maxMs: 8000 });
+    const backoff = new Backoff({ minMs: 250, maxMs: 4000 });
     let refreshed = false;
     for (let attempt = 1;; attempt++) {
       let status = 0;
@@ -154,9 +160,7 @@ class Compute {
         }
       } catch (e) {
         if ((e as Error).message.includes("GCE metadata server")) throw e;
-        cause = (e as Error).name === "TimeoutError"
-          ? "timed out"
-          : (e as Error).message.split("\n")[0];
+        cause = noAnswer(e, opts.timeoutMs ?? COMPUTE_TIMEOUT_MS);
       }
       if (attempt >= COMPUTE_ATTEMPTS || !retryable(status, errorReason(body))) {
         throw new Error(computeErrorLine(op, status, body, attempt, cause));

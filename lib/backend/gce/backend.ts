@@ -10,7 +10,6 @@
 import { logger } from "../../core/log.ts";
 import type { Backend, BackendKind } from "../backend.ts";
 import { routeBackend } from "../cloud/backend.ts";
-import { discover } from "./api.ts";
 import { type GceOptions, parseGceOptions } from "./model.ts";
 
 const log = logger("gce");
@@ -18,5 +17,6 @@ const log = logger("gce");
 /** The gce backend type. */
 export const gceBackend: BackendKind<GceOptions> = {
   parse: parseGceOptions,
-  create: (ctx): Backend => routeBackend(ctx, log, () => discover(ctx.ext, log)),
+  create: (ctx): Backend =>
+    routeBackend(ctx, log, async () => (await import("./api.ts")).discover(ctx.ext, log)),
 };
