@@ -89,7 +89,7 @@ Deno.test({
       const b = makeBackend({ Type: "aws-vpc" });
       assertEquals(
         [b.leaseType, b.mtu],
-        ["", 9001],
+        ["", 1460],
         "lease without BackendType; the interface's MTU",
       );
       assertEquals(await b.prepare(), {});
