@@ -12,6 +12,7 @@ import {
   leaseEvent,
   makeCloudBackend,
   ownLease,
+  restoringEnv,
   withCapturedLogs,
 } from "./helpers/cloud_backend.ts";
 
@@ -355,47 +356,49 @@ Deno.test({
 Deno.test({
   name: "aws-vpc: no network interface with our address is a clear error before any lease",
   ...opts,
-  fn: async () => {
-    const s = new Ec2StandIn();
-    try {
-      s.addVpc("vpc-1", VPC_CIDR);
-      const other = s.addInstance({ ip: "10.0.0.99", vpcId: "vpc-1" });
-      isolate(s.endpoint, other.imds);
-      await assertRejects(
-        () => makeBackend({ Type: "aws-vpc" }).prepare(),
-        Error,
-        `no network interface of instance ${other.instanceId} has eth0's address ${MY_IP} (it has ${other.eniId}: 10.0.0.99)`,
-      );
-    } finally {
-      await s.close();
-    }
-  },
+  fn: () =>
+    restoringEnv(async () => {
+      const s = new Ec2StandIn();
+      try {
+        s.addVpc("vpc-1", VPC_CIDR);
+        const other = s.addInstance({ ip: "10.0.0.99", vpcId: "vpc-1" });
+        isolate(s.endpoint, other.imds);
+        await assertRejects(
+          () => makeBackend({ Type: "aws-vpc" }).prepare(),
+          Error,
+          `no network interface of instance ${other.instanceId} has eth0's address ${MY_IP} (it has ${other.eniId}: 10.0.0.99)`,
+        );
+      } finally {
+        await s.close();
+      }
+    }),
 });
 
 Deno.test({
   name: "aws-vpc: no metadata service: one clear line naming it, within seconds",
   ...opts,
-  fn: async () => {
-    // Nothing listening (refused at once), and a listener that never answers (timeouts).
-    const dead = deadEndpoints();
-    try {
-      for (const port of [dead.refused, dead.silent]) {
-        const endpoint = `http://127.0.0.1:${port}`;
-        isolate("http://127.0.0.1:1", endpoint);
-        const t0 = Date.now();
-        const e = await assertRejects(() => makeBackend({ Type: "aws-vpc" }).prepare());
-        const took = Date.now() - t0;
-        assertStringIncludes(
-          e.message,
-          `cannot read the region from the EC2 instance metadata service at ${endpoint}`,
-        );
-        assertStringIncludes(e.message, "not running on EC2, or the metadata service is off?");
-        assert(!e.message.includes("\n"), "one line");
-        assert(took < 10_000, `within seconds, took ${took} ms`);
-        console.log(`metadata service on port ${port} absent: error after ${took} ms`);
+  fn: () =>
+    restoringEnv(async () => {
+      // Nothing listening (refused at once), and a listener that never answers (timeouts).
+      const dead = deadEndpoints();
+      try {
+        for (const port of [dead.refused, dead.silent]) {
+          const endpoint = `http://127.0.0.1:${port}`;
+          isolate("http://127.0.0.1:1", endpoint);
+          const t0 = Date.now();
+          const e = await assertRejects(() => makeBackend({ Type: "aws-vpc" }).prepare());
+          const took = Date.now() - t0;
+          assertStringIncludes(
+            e.message,
+            `cannot read the region from the EC2 instance metadata service at ${endpoint}`,
+          );
+          assertStringIncludes(e.message, "not running on EC2, or the metadata service is off?");
+          assert(!e.message.includes("\n"), "one line");
+          assert(took < 10_000, `within seconds, took ${took} ms`);
+          console.log(`metadata service on port ${port} absent: error after ${took} ms`);
+        }
+      } finally {
+        dead.close();
       }
-    } finally {
-      dead.close();
-    }
-  },
+    }),
 });

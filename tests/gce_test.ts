@@ -11,6 +11,7 @@ import {
   leaseEvent,
   makeCloudBackend,
   ownLease,
+  restoringEnv,
   withCapturedLogs,
 } from "./helpers/cloud_backend.ts";
 import { until } from "./helpers/wait.ts";
@@ -181,36 +182,37 @@ Deno.test("gce: API errors are not retried; a missing permission reads as one li
     await b.stop();
   }));
 
-Deno.test("gce: no metadata server: one clear line naming it, within seconds", async () => {
-  const dead = deadEndpoints();
-  // Something that answers HTTP but is not the metadata server (no Metadata-Flavor header).
-  const impostor = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    () => new Response("hello"),
-  );
-  try {
-    for (
-      const host of [
-        `127.0.0.1:${dead.refused}`,
-        `127.0.0.1:${dead.silent}`,
-        `127.0.0.1:${impostor.addr.port}`,
-      ]
-    ) {
-      Deno.env.set("GCE_METADATA_HOST", host);
-      const t0 = Date.now();
-      const e = await assertRejects(() => makeBackend().prepare());
-      const took = Date.now() - t0;
-      assertStringIncludes(
-        e.message,
-        `cannot read project/project-id from the GCE metadata server at http://${host}/computeMetadata/v1/`,
-      );
-      assertStringIncludes(e.message, "not running on Google Compute Engine?");
-      assert(!e.message.includes("\n"), "one line");
-      assert(took < 10_000, `within seconds, took ${took} ms`);
-      console.log(`metadata server at ${host}: error after ${took} ms: ${e.message}`);
+Deno.test("gce: no metadata server: one clear line naming it, within seconds", () =>
+  restoringEnv(async () => {
+    const dead = deadEndpoints();
+    // Something that answers HTTP but is not the metadata server (no Metadata-Flavor header).
+    const impostor = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      () => new Response("hello"),
+    );
+    try {
+      for (
+        const host of [
+          `127.0.0.1:${dead.refused}`,
+          `127.0.0.1:${dead.silent}`,
+          `127.0.0.1:${impostor.addr.port}`,
+        ]
+      ) {
+        Deno.env.set("GCE_METADATA_HOST", host);
+        const t0 = Date.now();
+        const e = await assertRejects(() => makeBackend().prepare());
+        const took = Date.now() - t0;
+        assertStringIncludes(
+          e.message,
+          `cannot read project/project-id from the GCE metadata server at http://${host}/computeMetadata/v1/`,
+        );
+        assertStringIncludes(e.message, "not running on Google Compute Engine?");
+        assert(!e.message.includes("\n"), "one line");
+        assert(took < 10_000, `within seconds, took ${took} ms`);
+        console.log(`metadata server at ${host}: error after ${took} ms: ${e.message}`);
+      }
+    } finally {
+      dead.close();
+      await impostor.shutdown();
     }
-  } finally {
-    dead.close();
-    await impostor.shutdown();
-  }
-});
+  }));

@@ -70,23 +70,40 @@ export function deadEndpoints(): { refused: number; silent: number; close: () =>
 }
 
 /**
- * Runs `fn` with a stand-in from `make` and the daemon's log lines captured (printed when
- * `fn` fails); the stand-in is closed afterwards.
+ * Runs `fn` and then puts the environment back as it was: the tests point the SDKs at
+ * stand-ins through environment variables, which later test files (and the daemons they
+ * spawn) must not inherit.
  */
-export async function withCapturedLogs<S extends { close(): Promise<void> }>(
+export async function restoringEnv(fn: () => Promise<void>): Promise<void> {
+  const before = Deno.env.toObject();
+  try {
+    await fn();
+  } finally {
+    for (const k of Object.keys(Deno.env.toObject())) if (!(k in before)) Deno.env.delete(k);
+    for (const [k, v] of Object.entries(before)) if (Deno.env.get(k) !== v) Deno.env.set(k, v);
+  }
+}
+
+/**
+ * Runs `fn` with a stand-in from `make` and the daemon's log lines captured (printed when
+ * `fn` fails); the stand-in is closed and the environment restored afterwards.
+ */
+export function withCapturedLogs<S extends { close(): Promise<void> }>(
   make: () => S,
   fn: (standIn: S, lines: string[]) => Promise<void>,
 ): Promise<void> {
-  const standIn = make();
-  const lines: string[] = [];
-  const prev = setSink((l) => lines.push(l));
-  try {
-    await fn(standIn, lines);
-  } catch (e) {
-    console.error(lines.join("\n"));
-    throw e;
-  } finally {
-    setSink(prev);
-    await standIn.close();
-  }
+  return restoringEnv(async () => {
+    const standIn = make();
+    const lines: string[] = [];
+    const prev = setSink((l) => lines.push(l));
+    try {
+      await fn(standIn, lines);
+    } catch (e) {
+      console.error(lines.join("\n"));
+      throw e;
+    } finally {
+      setSink(prev);
+      await standIn.close();
+    }
+  });
 }

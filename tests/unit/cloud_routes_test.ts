@@ -321,3 +321,27 @@ Deno.test("keeper: the periodic check runs every interval until stopped", async 
   await new Promise((r) => setTimeout(r, 100));
   assertEquals(k.stats().route_checks, checks, "no check after stop()");
 });
+
+Deno.test("keeper: stop() does not wait for a check stuck on a slow API; a new start does", async () => {
+  const api = new FakeApi();
+  const { k, restore } = keeper(api);
+  let release = () => {};
+  try {
+    await k.start(OWN);
+    const read = api.read.bind(api);
+    api.read = () => new Promise((r) => release = () => r(read()));
+    const stuck = k.check();
+    const t0 = Date.now();
+    await k.stop();
+    assert(Date.now() - t0 < 100, "stop() returned at once");
+    const restarted = k.start(net("10.5.8.0/24"));
+    api.read = read;
+    release();
+    await stuck;
+    await restarted;
+    assertEquals(api.lines(), ["10.5.8.0/24 eni-me", "172.31.0.0/16 local"]);
+  } finally {
+    await k.stop();
+    restore();
+  }
+});

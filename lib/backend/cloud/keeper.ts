@@ -82,7 +82,6 @@ export class RouteKeeper {
   #readError = "";
   #running: Promise<void> | null = null;
   #abort: AbortController | null = null;
-  #loop: Promise<void> | null = null;
 
   constructor(private readonly api: RouteApi, private readonly o: KeeperOptions) {
     this.#failures = new FailureLog(o.log, "route tables in order again");
@@ -90,6 +89,7 @@ export class RouteKeeper {
 
   /** Puts our route in place (one check, never throws) and starts the periodic checks. */
   async start(own: IP4Net): Promise<void> {
+    await this.#running; // a check for a previous subnet, still under way after stop()
     this.#own = own;
     this.#tracker.forget(formatNet4(own));
     this.#inPlace.clear();
@@ -97,7 +97,7 @@ export class RouteKeeper {
     await this.check();
     const abort = new AbortController();
     this.#abort = abort;
-    this.#loop = (async () => {
+    (async () => {
       while (await sleep(this.o.intervalMs, abort.signal)) await this.check();
     })();
   }
@@ -107,17 +107,21 @@ export class RouteKeeper {
     this.#tracker.apply(events, Date.now());
   }
 
-  /** Stops the periodic checks; the routes stay (a restart cuts no traffic). */
-  async stop(): Promise<void> {
+  /**
+   * Stops the periodic checks; the routes stay (a restart cuts no traffic). A check under
+   * way is not waited for: with a slow cloud API it could hold a shutdown for minutes.
+   */
+  stop(): Promise<void> {
     this.#abort?.abort();
-    await this.#loop;
-    await this.#running;
-    this.#loop = this.#abort = null;
+    this.#abort = null;
+    return Promise.resolve();
   }
 
   /** One check of every table; a check already running is joined, not doubled. */
   check(): Promise<void> {
-    this.#running ??= this.#check().finally(() => this.#running = null);
+    this.#running ??= this.#check()
+      .catch((e) => this.o.log.error("route check failed", { error: e })) // a bug, not the cloud
+      .finally(() => this.#running = null);
     return this.#running;
   }
 
