@@ -40,7 +40,7 @@ import { UPSTREAM_COMMAND } from "./upstream.ts";
 import { sleep } from "./wait.ts";
 
 /** Backend types the harness knows how to configure. */
-export type BackendType = "udp" | "vxlan" | "host-gw" | "alloc" | "extension";
+export type BackendType = "udp" | "vxlan" | "host-gw" | "alloc" | "extension" | "aws-vpc" | "gce";
 
 /** Whose flanneld runs on a host: ours (main.ts) or upstream's binary (`upstream.ts`). */
 export type Flavour = "ours" | "upstream";
