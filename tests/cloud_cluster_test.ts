@@ -10,6 +10,7 @@
  * exactly the compiled binary's permissions and no HOME (as under systemd).
  */
 
+import { ROOT_TEST } from "./helpers/netns.ts";
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
 import { Cluster, type Host, UNDERLAY } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
@@ -18,8 +19,7 @@ import { RemoteStandIn } from "./helpers/standin_main.ts";
 import { until } from "./helpers/wait.ts";
 import { DAEMON_PERMISSIONS, DAEMON_RUNTIME_FLAGS } from "../dist/compile.ts";
 
-const isRoot = Deno.uid() === 0;
-const opts = { ignore: !isRoot, sanitizeOps: false, sanitizeResources: false };
+const opts = ROOT_TEST;
 
 /** Where the stand-in listens (inside the etcd namespace; fixed ports, private namespace). */
 const CLOUD = UNDERLAY.etcd;

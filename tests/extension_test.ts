@@ -21,9 +21,9 @@ import {
   rawLease,
 } from "./helpers/peer_datapath.ts";
 import { sleep, timeUntil } from "./helpers/wait.ts";
-import { isRoot } from "./helpers/netns.ts";
+import { ROOT_TEST } from "./helpers/netns.ts";
 
-const opts = { ignore: !isRoot, sanitizeOps: false, sanitizeResources: false };
+const opts = ROOT_TEST;
 
 /** Upstream's host-gw example (Documentation/extension.md), verbatim. */
 const HOSTGW_EXAMPLE = {

@@ -16,7 +16,7 @@ import {
   upstreamNftMasqLines,
 } from "./helpers/flannel_rules.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
-import { isRoot, must, nsExec } from "./helpers/netns.ts";
+import { must, nsExec, ROOT_TEST } from "./helpers/netns.ts";
 import { echoSource } from "./helpers/tcpdump.ts";
 
 const RESTORED = "some rules were missing";
@@ -40,9 +40,7 @@ function leaseSubnet(c: Cluster, h: Host): string {
 Deno.test({
   name:
     "iptables mode: upstream rules in order, resync restores, masquerade only leaving the overlay",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
   fn: async (t) => {
     await using c = await Cluster.create({
       hosts: 2,
@@ -160,9 +158,7 @@ Deno.test({
 Deno.test({
   name:
     "nftables mode: flannel-ipv4 table with forward and postrtg chains; iptables chains removed",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
   fn: async () => {
     await using c = await Cluster.create({
       hosts: 1,
@@ -228,9 +224,7 @@ Deno.test({
 
 Deno.test({
   name: "iptables-legacy hosts get the rules through the legacy tools",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
   fn: async () => {
     // What Debian's alternatives do on a legacy host: `iptables*` name the legacy binaries.
     const bin = await Deno.makeTempDir({ prefix: "flannel-legacy-bin-" });

@@ -10,7 +10,7 @@ import { parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
 import { chooseBackend } from "../../lib/daemon/backends.ts";
 import { parseNetworkConfig } from "../../lib/values/config.ts";
 import type { Lease, LeaseEvent } from "../../lib/values/lease.ts";
-import { setSink } from "../../lib/core/log.ts";
+import { captureLogs } from "./logs.ts";
 
 /** The backend for `{"Network":"10.5.0.0/16","Backend":backend}` on eth0 with address `ip`. */
 export function makeCloudBackend(
@@ -94,15 +94,9 @@ export function withCapturedLogs<S extends { close(): Promise<void> }>(
 ): Promise<void> {
   return restoringEnv(async () => {
     const standIn = make();
-    const lines: string[] = [];
-    const prev = setSink((l) => lines.push(l));
     try {
-      await fn(standIn, lines);
-    } catch (e) {
-      console.error(lines.join("\n"));
-      throw e;
+      await captureLogs((lines) => fn(standIn, lines));
     } finally {
-      setSink(prev);
       await standIn.close();
     }
   });
