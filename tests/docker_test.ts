@@ -14,14 +14,13 @@ import { cleanupStale } from "./helpers/cleanup.ts";
 import { type BackendType, type Container, type Host, UNDERLAY } from "./helpers/cluster.ts";
 import { DOCKER_PRESENT, DOCKER_SKIP, DockerCluster } from "./helpers/docker.ts";
 import { LineProcess } from "./helpers/line_process.ts";
-import { listNetns, run } from "./helpers/netns.ts";
+import { isRoot, listNetns, run } from "./helpers/netns.ts";
 import { formatPingMatrix, formatPingSummary } from "./helpers/ping.ts";
 import { firstReplyAfter, longestGap, missingSeqs, pingTimes } from "./helpers/ping_times.ts";
 import { echoSource } from "./helpers/tcpdump.ts";
 import { sleep, until } from "./helpers/wait.ts";
 import { formatNet4, parseCIDR4 } from "../lib/core/ip.ts";
 
-const isRoot = Deno.uid() === 0;
 if (isRoot && !DOCKER_PRESENT) console.log(DOCKER_SKIP);
 const ignore = !isRoot || !DOCKER_PRESENT;
 

@@ -28,9 +28,8 @@ import { ping } from "./helpers/ping.ts";
 import { echoSource } from "./helpers/tcpdump.ts";
 import { UPSTREAM_PRESENT, UPSTREAM_SKIP } from "./helpers/upstream.ts";
 import { sleep, until } from "./helpers/wait.ts";
-import { run } from "./helpers/netns.ts";
+import { isRoot, run } from "./helpers/netns.ts";
 
-const isRoot = Deno.uid() === 0;
 if (isRoot && !UPSTREAM_PRESENT) console.log(UPSTREAM_SKIP);
 
 /** MAC of `dev` inside namespace `ns`. */
