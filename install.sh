@@ -202,6 +202,8 @@ if [ "$from_source" = true ]; then
     launcher=true
     perms=$(cd "$src" && "$deno" run dist/compile.ts --print-permissions) ||
       die "cannot read the daemon's permissions"
+    lazy=$(cd "$src" && "$deno" run dist/compile.ts --print-lazy-modules) ||
+      die "cannot read the daemon's lazily imported modules"
     say "no denort runtime: installing a launcher that runs the source with deno run instead"
   else
     die "building flanneld from $src failed (exit $rc)"
@@ -230,9 +232,12 @@ if [ "$launcher" = true ]; then
   new=$(mktemp -d "${libdir%/*}/.flanneld.XXXXXX")
   (cd "$src" && cp -R main.ts deno.json deno.lock lib ffi "$new/") ||
     die "cannot copy the source to $new"
-  # The daemon must start without network: cache its npm dependencies next to it.
+  # The daemon must start without network: cache its npm dependencies next to it, also
+  # those of the modules it imports only when needed (the aws-vpc backend's AWS SDK).
+  set -- "$new/main.ts"
+  for m in $lazy; do set -- "$@" "$new/$m"; done
   if ! DENO_DIR=$new/deno_dir DENO_NO_UPDATE_CHECK=1 \
-    "$deno" install --quiet --config "$new/deno.json" --entrypoint "$new/main.ts" >&2; then
+    "$deno" install --quiet --config "$new/deno.json" --entrypoint "$@" >&2; then
     rm -rf "$new"
     die "cannot cache the daemon's dependencies"
   fi

@@ -1,15 +1,16 @@
 /**
  * `deno task compile [--target T]… [--version V]`: standalone flanneld binaries
  * `dist/flanneld-<target>` built with `deno compile`, with exactly the daemon's permissions,
- * the npm dependencies and the udp Worker modules embedded.
+ * the npm dependencies, the udp Worker modules and the lazily imported modules embedded.
  *
  * The sources are staged in a temporary directory so that the version can be stamped into
  * `lib/core/version.ts` (from `--version`, `FLANNELD_BUILD_VERSION` or an exact git tag) without
  * touching the checkout. `deno compile` needs the `denort` runtime of each target: from
  * `DENORT_BIN` or downloaded from dl.deno.land. Without one this exits with
  * {@link EXIT_NO_RUNTIME} and one clear line. `--print-permissions` prints the daemon's
- * `deno run` flags: runtime flags and permissions (the `--from-source` launcher of
- * install.sh uses them).
+ * `deno run` flags: runtime flags and permissions, and `--print-lazy-modules` the modules
+ * besides main.ts whose dependencies must be cached (the `--from-source` launcher of
+ * install.sh uses both).
  * @module
  */
 
@@ -21,13 +22,8 @@ export const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"]
 /**
  * What the daemon needs: libc through FFI (TUN, netlink, sockets, sd_notify), subnet.env,
  * /proc/sys and /dev/net/tun, etcd certificates, `FLANNELD_*` flags, etcd and the health
- * server, the iptables/nftables tools (lib/iptables/), `sh` for the extension backend's
- * commands (and for killing a timed-out command's process group: `Deno.kill` would need
- * unrestricted `--allow-run`), and the kernel release (whether MASQUERADE may use
- * --random-fully). `sh` runs whatever the network config in etcd says, so with it any
- * program can run through sh: the config is trusted as upstream trusts it (see README,
- * "extension backend"). Tools missing on the host are reported by Deno at start ("Failed to
- * resolve … for allow-run") and treated as not installed.
+  "--allow-run=iptables,iptables-save,iptables-restore,ip6tables,ip6tables-save,ip6tables-restore,nft,sh",
+  "--allow-sys=osRelease,uid,homedir",
  */
 export const DAEMON_PERMISSIONS: readonly string[] = [
   "--allow-ffi",
@@ -36,7 +32,7 @@ export const DAEMON_PERMISSIONS: readonly string[] = [
   "--allow-env",
   "--allow-net",
   "--allow-run=iptables,iptables-save,iptables-restore,ip6tables,ip6tables-save,ip6tables-restore,nft,sh",
-  "--allow-sys=osRelease",
+  "--allow-sys=osRelease,uid,homedir",
   "--no-prompt",
 ];
 
@@ -59,6 +55,13 @@ export const DAEMON_RUNTIME_FLAGS: readonly string[] = [
   "--v8-flags=--max-semi-space-size=1,--optimize-for-size,--no-concurrent-recompilation",
   "--no-code-cache",
 ];
+
+/**
+ * Modules the daemon imports by computed URL, so that Deno does not resolve them (and their
+ * npm packages) at start: the aws-vpc backend's AWS SDK. `deno compile` cannot see them, so
+ * they are included by name, and install.sh caches their dependencies for its launcher.
+ */
+export const LAZY_MODULES: readonly string[] = ["lib/backend/awsvpc/ec2.ts"];
 
 /** Exit status when no denort runtime can be had for a target. */
 export const EXIT_NO_RUNTIME = 3;
@@ -222,14 +225,20 @@ async function main(): Promise<void> {
         target: { type: "string", multiple: true },
         version: { type: "string" },
         "print-permissions": { type: "boolean" },
+        "print-lazy-modules": { type: "boolean" },
       },
     }).values;
   } catch (e) {
-    const usage = "deno task compile [--target T]… [--version V] [--print-permissions]";
+    const usage =
+      "deno task compile [--target T]… [--version V] [--print-permissions] [--print-lazy-modules]";
     fail(`${(e as Error).message} (usage: ${usage})`, 2);
   }
   if (args["print-permissions"]) {
     console.log([...DAEMON_RUNTIME_FLAGS, ...DAEMON_PERMISSIONS].join(" "));
+    return;
+  }
+  if (args["print-lazy-modules"]) {
+    console.log(LAZY_MODULES.join(" "));
     return;
   }
   const targets = args.target ?? [...TARGETS];
@@ -240,7 +249,7 @@ async function main(): Promise<void> {
   try {
     for (const s of SOURCES) copyTree(`${ROOT}${s}`, `${stage}/${s}`);
     const version = stampVersion(stage, buildVersion(args.version));
-    const includes = workerModules(stage);
+    const includes = [...workerModules(stage), ...LAZY_MODULES];
     Deno.mkdirSync(`${ROOT}dist`, { recursive: true });
     for (const t of targets) {
       const out = await compile(stage, t, includes);

@@ -8,7 +8,7 @@
 
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { Cluster, UNDERLAY } from "./helpers/cluster.ts";
-import { ip, isRoot, nsExec } from "./helpers/netns.ts";
+import { ip, nsExec, ROOT_TEST } from "./helpers/netns.ts";
 import { hostSubnet, leaseKey } from "./helpers/peer_datapath.ts";
 import { until } from "./helpers/wait.ts";
 import { formatIP4, formatNet4 } from "../lib/core/ip.ts";
@@ -28,9 +28,7 @@ const routeGet = async (ns: string, addr: string) => {
 
 Deno.test({
   name: "ip-blackhole-route: in place, behind the bridge's route, repaired, moved with the subnet",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async () => {
   await using c = await Cluster.create({
     hosts: 2,

@@ -22,7 +22,7 @@ import { LineProcess } from "./helpers/line_process.ts";
 import { hostKernel, hostSubnet } from "./helpers/peer_datapath.ts";
 import { formatIP, formatIP4, formatNet, formatNet4, parseCIDR4 } from "../lib/core/ip.ts";
 import { formatMAC } from "../lib/core/mac.ts";
-import { isRoot } from "./helpers/netns.ts";
+import { ROOT_TEST } from "./helpers/netns.ts";
 
 const SECONDS = Number(Deno.env.get("FLANNEL_SOAK_SECONDS") ?? 60);
 const SEED = Number(Deno.env.get("FLANNEL_CHURN_SEED") ?? (Date.now() % 2 ** 31));
@@ -82,9 +82,7 @@ function converged(c: Cluster, what: string, timeoutMs = 20_000): Promise<number
 Deno.test({
   name:
     `host churn: ${LIGHT_HOSTS} lightweight hosts join and leave for ${SECONDS} s next to 3 vxlan daemons`,
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async () => {
   const [deno, run, ...flags] = DEFAULT_DAEMON_COMMAND; // flags end with main.ts
   await using c = await Cluster.create({

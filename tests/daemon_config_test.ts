@@ -9,14 +9,17 @@ import { EtcdServer } from "./helpers/etcd.ts";
 import { registryFor } from "./helpers/control.ts";
 import { sleep, until } from "./helpers/wait.ts";
 import { waitForConfig } from "../lib/subnet/config_source.ts";
-import { setSink } from "../lib/core/log.ts";
+import { captureLogs } from "./helpers/logs.ts";
 
 Deno.test("config: missing, then invalid, then valid", async () => {
   await using etcd = await EtcdServer.start();
   const { store, registry } = registryFor(etcd);
-  const lines: string[] = [];
-  const prev = setSink((l) => lines.push(l));
   try {
+    await captureLogs((lines) => check(lines));
+  } finally {
+    store.close();
+  }
+  async function check(lines: string[]): Promise<void> {
     const abort = new AbortController();
     const got = waitForConfig(registry, 100, abort.signal);
     await until(
@@ -47,9 +50,6 @@ Deno.test("config: missing, then invalid, then valid", async () => {
     assertEquals(cfg.backendType, "alloc");
     assertEquals(cfg.subnetLen, 24);
     assertStringIncludes(lines[2], "network config is now valid");
-  } finally {
-    setSink(prev);
-    store.close();
   }
 });
 
@@ -57,9 +57,12 @@ Deno.test("config: etcd unreachable is reported and retried until aborted", asyn
   await using etcd = await EtcdServer.start();
   const { store, registry } = registryFor(etcd);
   await etcd.stop();
-  const lines: string[] = [];
-  const prev = setSink((l) => lines.push(l));
   try {
+    await captureLogs((lines) => check(lines));
+  } finally {
+    store.close();
+  }
+  async function check(lines: string[]): Promise<void> {
     const abort = new AbortController();
     const got = waitForConfig(registry, 100, abort.signal);
     await until("etcd error line", () => lines.length >= 1, 15000);
@@ -72,8 +75,5 @@ Deno.test("config: etcd unreachable is reported and retried until aborted", asyn
     assert(!/UNAVAILABLE|circuit breaker|Resolution note/.test(lines.join("\n")), lines[0]);
     abort.abort();
     assertEquals(await got, null);
-  } finally {
-    setSink(prev);
-    store.close();
   }
 });

@@ -16,6 +16,12 @@ command -v dash >/dev/null 2>&1 || need="$need dash"
 command -v curl >/dev/null 2>&1 || need="$need curl"
 command -v arp >/dev/null 2>&1 || need="$need net-tools"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
+command -v nsenter >/dev/null 2>&1 || need="$need util-linux"
+# The Docker tests and `demo --docker`: dockerd 20.10 (with containerd, runc) and a static
+# busybox to build the containers' image from (no registry is reached).
+command -v dockerd >/dev/null 2>&1 || need="$need docker.io"
+[ -x /bin/busybox ] && [ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null)" = "install ok installed" ] ||
+  need="$need busybox-static"
 if [ -n "$need" ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "deps: missing Debian packages:$need (run as root, or install them)" >&2
@@ -32,6 +38,16 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
   systemctl stop etcd >/dev/null 2>&1 || true
 fi
+# Installing docker.io starts a system dockerd where an init system allows it; ours run one per
+# test host namespace with their own sockets and state, so a system one is not needed. Stop it
+# only when we installed it just now (a Docker the machine already ran is left alone).
+case $need in
+  *docker.io*)
+    if command -v systemctl >/dev/null 2>&1; then
+      systemctl stop docker.service docker.socket >/dev/null 2>&1 || true
+    fi
+    ;;
+esac
 modprobe tun 2>/dev/null || true
 modprobe vxlan 2>/dev/null || true
 exit 0

@@ -11,7 +11,7 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { Cluster, type Host, SUBNETS_PREFIX, UNDERLAY } from "./helpers/cluster.ts";
 import { sleep, until } from "./helpers/wait.ts";
-import { isRoot } from "./helpers/netns.ts";
+import { ROOT_TEST } from "./helpers/netns.ts";
 import { formatIP4, overlaps4, parseCIDR4 } from "../lib/core/ip.ts";
 
 const secs = (ms: number) => (ms / 1000).toFixed(1);
@@ -67,9 +67,7 @@ async function assertNoOverlap(c: Cluster): Promise<void> {
 
 Deno.test({
   name: "etcd down for 12 s: data path forwards, bounded logs, watch resumes, no subnet changes",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async () => {
   await using c = await Cluster.create({ hosts: 3, containersPerHost: 1, backend: "udp" });
   const [h0, h1, h2] = c.hosts;
@@ -148,9 +146,7 @@ Deno.test({
 
 Deno.test({
   name: "host cut off from etcd past its TTL: same subnet back when free, a new one when taken",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async (t) => {
   await using c = await Cluster.create({
     hosts: 3,

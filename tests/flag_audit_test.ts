@@ -9,7 +9,7 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { scrapeMetrics } from "./helpers/health_http.ts";
-import { isRoot, must, nsExec } from "./helpers/netns.ts";
+import { must, nsExec, ROOT_TEST } from "./helpers/netns.ts";
 import { metricValue } from "./helpers/prometheus.ts";
 import { rawLease } from "./helpers/peer_datapath.ts";
 import { sleep } from "./helpers/wait.ts";
@@ -19,9 +19,7 @@ const DUMMY = (h: Host) => `172.31.${h.index}.${10 + h.index}`;
 
 Deno.test({
   name: "flags through the daemon: iface-regex, iface-can-reach, reconcile-interval, rule flags",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async () => {
   await using c = await Cluster.create({
     hosts: 2,

@@ -10,7 +10,7 @@ import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts"
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
 import { healthGet, scrapeMetrics } from "./helpers/health_http.ts";
-import { isRoot, nsExec } from "./helpers/netns.ts";
+import { nsExec, ROOT_TEST } from "./helpers/netns.ts";
 import { sleep, until } from "./helpers/wait.ts";
 import { NotifySocket } from "./helpers/notify_socket.ts";
 import { injectUdp } from "./helpers/packets.ts";
@@ -45,9 +45,7 @@ async function readyzUntil(
 
 Deno.test({
   name: "health server, metrics and sd_notify of the running daemon",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "flannel-health-" });
   const notify = new NotifySocket(`${dir}/notify.sock`);
@@ -204,9 +202,7 @@ Deno.test({
 
 Deno.test({
   name: "metrics: host-gw reconcile repairs are exported",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async () => {
   await using c = await Cluster.create({
     hosts: 2,

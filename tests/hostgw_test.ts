@@ -23,9 +23,9 @@ import {
   restartUnderPing,
 } from "./helpers/peer_datapath.ts";
 import { timeUntil, until } from "./helpers/wait.ts";
-import { isRoot } from "./helpers/netns.ts";
+import { ROOT_TEST } from "./helpers/netns.ts";
 
-const opts = { ignore: !isRoot, sanitizeOps: false, sanitizeResources: false };
+const opts = ROOT_TEST;
 
 /** Whether host `h` routes `sn` via `peerIP` on eth0 (checked through our netlink layer). */
 function routesVia(h: Host, sn: IP4Net, peerIP: string): boolean {

@@ -11,7 +11,7 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { Cluster, type Host, SUBNETS_PREFIX, UNDERLAY } from "./helpers/cluster.ts";
 import { sleep, timeUntil, until } from "./helpers/wait.ts";
 import { scrapeMetrics } from "./helpers/health_http.ts";
-import { ip, isRoot } from "./helpers/netns.ts";
+import { ip, ROOT_TEST } from "./helpers/netns.ts";
 import { injectUdp, ipv4Packet } from "./helpers/packets.ts";
 import { hostSubnet, logCount, reaches } from "./helpers/peer_datapath.ts";
 import { metricValue } from "./helpers/prometheus.ts";
@@ -42,9 +42,7 @@ async function leaseLines(c: Cluster): Promise<string[]> {
 Deno.test({
   name:
     "hostile input: garbage datagrams, bad leases and config, broken subnet.env, deleted flannel0 state",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async (t) => {
   await using c = await Cluster.create({
     hosts: 3,

@@ -270,6 +270,13 @@ Deno.test({
     );
     const v = await run(launcher, ["--version"]);
     assertEquals([v.code, v.stderr.trim()], [0, VERSION]);
+    // The modules imported only when needed have their npm packages cached too (aws-vpc's SDK).
+    assert(
+      (await Deno.stat(
+        `${prefix}/lib/flanneld/deno_dir/npm/registry.npmjs.org/@aws-sdk/client-ec2`,
+      ))
+        .isDirectory,
+    );
 
     // The permissions are enough for the daemon: leases, subnet.env, TUN, netlink, Workers,
     // iptables, the health server.

@@ -16,8 +16,8 @@ import {
   upstreamNftMasqLines,
 } from "./helpers/flannel_rules.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
-import { isRoot, must, nsExec } from "./helpers/netns.ts";
-import { startTcpdump } from "./helpers/tcpdump.ts";
+import { must, nsExec, ROOT_TEST } from "./helpers/netns.ts";
+import { echoSource } from "./helpers/tcpdump.ts";
 
 const RESTORED = "some rules were missing";
 
@@ -37,27 +37,10 @@ function leaseSubnet(c: Cluster, h: Host): string {
   return formatNet4(parseCIDR4(c.hostSubnetEnv(h)!.FLANNEL_SUBNET)!);
 }
 
-/**
- * Source address of the first ICMP echo request tcpdump sees on `dev` in `ns` while
- * `send` runs (tcpdump is listening before `send` starts).
- */
-async function echoSource(ns: string, dev: string, send: () => Promise<unknown>): Promise<string> {
-  const p = await startTcpdump(ns, dev, "-c 1 'icmp[icmptype] = icmp-echo'");
-  try {
-    await send();
-    const line = await p.waitFor((l) => l.includes("ICMP echo request"), "echo request", 5_000);
-    return / IP (\S+) > /.exec(line)![1];
-  } finally {
-    await p.kill();
-  }
-}
-
 Deno.test({
   name:
     "iptables mode: upstream rules in order, resync restores, masquerade only leaving the overlay",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
   fn: async (t) => {
     await using c = await Cluster.create({
       hosts: 2,
@@ -175,9 +158,7 @@ Deno.test({
 Deno.test({
   name:
     "nftables mode: flannel-ipv4 table with forward and postrtg chains; iptables chains removed",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
   fn: async () => {
     await using c = await Cluster.create({
       hosts: 1,
@@ -243,9 +224,7 @@ Deno.test({
 
 Deno.test({
   name: "iptables-legacy hosts get the rules through the legacy tools",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
   fn: async () => {
     // What Debian's alternatives do on a legacy host: `iptables*` name the legacy binaries.
     const bin = await Deno.makeTempDir({ prefix: "flannel-legacy-bin-" });

@@ -13,7 +13,7 @@ import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
 import { hostSubnet, leaseKey, logCount } from "./helpers/peer_datapath.ts";
 import { firstReplyAfter, longestGap, pingTimes } from "./helpers/ping_times.ts";
 import { formatNet4 } from "../lib/core/ip.ts";
-import { isRoot } from "./helpers/netns.ts";
+import { ROOT_TEST } from "./helpers/netns.ts";
 
 /** A 2-host cluster whose daemons read `$FLANNELD_ENV_FILE` = `<envDir>/<host>.env`. */
 function cluster(backend: "udp" | "vxlan", envDir: string): Promise<Cluster> {
@@ -60,9 +60,7 @@ async function killAndRestart(
 
 Deno.test({
   name: "signals on udp: SIGTERM quick and clean, SIGKILL + restart, SIGHUP reloads the log level",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async (t) => {
   const envDir = await Deno.makeTempDir({ prefix: "flannel-signals-" });
   try {
@@ -128,9 +126,7 @@ Deno.test({
 
 Deno.test({
   name: "signals on vxlan: SIGKILL + restart does not stop traffic",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async () => {
   const envDir = await Deno.makeTempDir({ prefix: "flannel-signals-" });
   try {

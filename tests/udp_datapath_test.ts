@@ -18,8 +18,8 @@ import {
   addVeth,
   deleteNetnsSync,
   ip,
-  isRoot,
   nsExec,
+  ROOT_TEST,
   setAddr,
 } from "./helpers/netns.ts";
 import { injectUdp, ipv4Packet } from "./helpers/packets.ts";
@@ -212,9 +212,7 @@ function assertPlainIPv4Train(payload: Uint8Array): number {
 
 Deno.test({
   name: "udp data path between two namespaces (offloads on)",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, (t) =>
   withPair(true, true, async ({ nsA, nsB, a, b }) => {
     const link = await ip(nsA, "-d", "link", "show", "flannel0");
@@ -343,9 +341,7 @@ Deno.test({
 
 Deno.test({
   name: "udp data path with offloads off on both sides",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, (t) =>
   withPair(false, false, async (p) => {
     assertMatch(await ip(p.nsA, "-d", "link", "show", "flannel0"), /vnet_hdr off/);
@@ -357,9 +353,7 @@ Deno.test({
 
 Deno.test({
   name: "udp data path, mixed pair: offloads on one side only",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, (t) =>
   withPair(true, false, async (p) => {
     await t.step("ping both ways", async () => {
@@ -388,9 +382,7 @@ Deno.test({
 
 Deno.test({
   name: "TUN offloads refused by the kernel: the device is reopened plain",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async () => {
   const ns = `flud-${crypto.randomUUID().slice(0, 6)}-t`;
   try {

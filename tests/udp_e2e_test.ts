@@ -14,7 +14,7 @@ import { LineProcess } from "./helpers/line_process.ts";
 import { assertAllAnswered } from "./helpers/peer_datapath.ts";
 import { injectUdp, ipv4Packet } from "./helpers/packets.ts";
 import { formatPingMatrix, formatPingSummary, type PingPair, pingPairs } from "./helpers/ping.ts";
-import { isRoot } from "./helpers/netns.ts";
+import { ROOT_TEST } from "./helpers/netns.ts";
 
 const PORT = DEFAULT_UDP_PORT;
 const TRANSFER_BYTES = 50 << 20;
@@ -46,9 +46,7 @@ async function tcpdump(ns: string, dev: string, args: string): Promise<LineProce
 
 Deno.test({
   name: "udp backend end to end: 3 hosts × 2 containers through our daemon",
-  ignore: !isRoot,
-  sanitizeOps: false,
-  sanitizeResources: false,
+  ...ROOT_TEST,
 }, async (t) => {
   const t0 = Date.now();
   await using c = await Cluster.create({ hosts: 3, containersPerHost: 2, backend: "udp" });

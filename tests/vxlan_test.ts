@@ -14,7 +14,7 @@ import { NTF_SELF, NUD_PERMANENT } from "../ffi/netlink/mod.ts";
 import { equalNet, formatIP4, formatNet4, type IP4Net, parseIP4 } from "../lib/core/ip.ts";
 import { formatMAC } from "../lib/core/mac.ts";
 import { Cluster, type Host, UNDERLAY } from "./helpers/cluster.ts";
-import { isRoot, setSysctl } from "./helpers/netns.ts";
+import { ROOT_TEST, setSysctl } from "./helpers/netns.ts";
 import { captureUdp } from "./helpers/tcpdump.ts";
 import { inNetns } from "./helpers/netlink_ns.ts";
 import {
@@ -34,7 +34,7 @@ import {
 import { timeUntil, until } from "./helpers/wait.ts";
 
 const DEV = "flannel.1";
-const opts = { ignore: !isRoot, sanitizeOps: false, sanitizeResources: false };
+const opts = ROOT_TEST;
 
 /** The VTEP MAC `h` advertises. */
 async function vtepMAC(c: Cluster, h: Host): Promise<string> {

@@ -5,8 +5,10 @@
  */
 
 import { allocBackend } from "../backend/alloc.ts";
+import { awsVpcBackend } from "../backend/awsvpc/backend.ts";
 import type { BackendKind } from "../backend/backend.ts";
 import { extensionBackend } from "../backend/extension/backend.ts";
+import { gceBackend } from "../backend/gce/backend.ts";
 import { hostGwBackend } from "../backend/hostgw.ts";
 import { udpBackend } from "../backend/udp/backend.ts";
 import { vxlanBackend } from "../backend/vxlan.ts";
@@ -19,6 +21,8 @@ const KINDS: Record<string, BackendKind<any>> = {
   vxlan: vxlanBackend,
   "host-gw": hostGwBackend,
   extension: extensionBackend,
+  "aws-vpc": awsVpcBackend,
+  gce: gceBackend,
 };
 
 /** The backend type called `type`, or undefined when there is none. */

@@ -7,8 +7,9 @@
  *   <p>-sw     "switch": bridge br0 with the gateway 192.168.100.1/24, forwards nowhere
  *   <p>-etcd   eth0 192.168.100.2/24, a real etcd on :2379
  *   <p>-h<i>   eth0 192.168.100.(10+i)/24, default route via the switch, ip_forward=1,
- *              our daemon, bridge cni0 = FLANNEL_SUBNET with MTU = FLANNEL_MTU,
- *              veth<j> ports for its containers
+ *              our daemon (or upstream's, see `upstreamHosts`), bridge cni0 =
+ *              FLANNEL_SUBNET with MTU = FLANNEL_MTU, veth<j> ports for its containers
+ *              (no cni0 with `cni0: false`, when Docker's docker0 takes the subnet)
  *   <p>-h<i>c<j>  a "container": eth0 = <subnet>.(2+j), default route via <subnet>.1
  *
  * With `ipv6: true` the underlay is dual-stack: every namespace on the switch also gets
@@ -44,9 +45,14 @@ import {
 } from "./netns.ts";
 import { newRunPrefix, writeMarker } from "./owner.ts";
 import { ping, type PingOptions, type PingPair, pingPairs, type PingResult } from "./ping.ts";
+import { UPSTREAM_COMMAND } from "./upstream.ts";
+import { sleep } from "./wait.ts";
 
 /** Backend types the harness knows how to configure. */
-export type BackendType = "udp" | "vxlan" | "host-gw" | "alloc" | "extension";
+export type BackendType = "udp" | "vxlan" | "host-gw" | "alloc" | "extension" | "aws-vpc" | "gce";
+
+/** Whose flanneld runs on a host: ours (main.ts) or upstream's binary (`upstream.ts`). */
+export type Flavour = "ours" | "upstream";
 
 /** Options for {@link Cluster.create}. */
 export interface ClusterOptions {
@@ -70,6 +76,22 @@ export interface ClusterOptions {
   daemonCommand?: readonly string[] | ((host: string) => readonly string[]);
   /** Dual-stack underlay and an IPv6-enabled network config (see the module comment). */
   ipv6?: boolean;
+  /**
+   * Indexes of the hosts that run upstream's flanneld (`UPSTREAM_FLANNELD`) instead of
+   * ours: a mixed cluster. Their `daemonArgs` must be flags upstream knows.
+   */
+  upstreamHosts?: readonly number[];
+  /**
+   * How {@link Cluster.create} starts the daemons: all spawned in the same instant (default),
+   * or, given a number of ms, one after another in host order, each that long after the
+   * previous one wrote its subnet.env (so its lease and watch exist before the next starts).
+   */
+  staggerMs?: number;
+  /**
+   * Configure the host's cni0 bridge from subnet.env as a CNI bridge plugin would (default
+   * true). False when something else owns the subnet's bridge, e.g. Docker's docker0.
+   */
+  cni0?: boolean;
 }
 
 /** A "container" namespace attached to its host's cni0. */
@@ -101,6 +123,8 @@ export interface Host {
   dir: string;
   containers: Container[];
   daemon: Daemon;
+  /** Whose flanneld runs here. */
+  flavour: Flavour;
 }
 
 /** A host given by object, name (`h1`) or index. */
@@ -169,11 +193,25 @@ export class Cluster {
       await c.etcd.ctl("put", CONFIG_KEY, JSON.stringify(c.networkConfig));
       for (let i = 0; i < opts.hosts; i++) c.hosts.push(c.#newHost());
       await allSettled(c.hosts.map((h) => c.#buildHost(h)));
-      if (opts.startDaemons ?? true) await allSettled(c.hosts.map((h) => c.startDaemon(h)));
+      if (opts.startDaemons ?? true) await c.#startAll();
       return c;
     } catch (e) {
       await c.destroy();
       throw e;
+    }
+  }
+
+  /** Starts every host's daemon, together or staggered (see {@link ClusterOptions.staggerMs}). */
+  async #startAll(): Promise<void> {
+    const stagger = this.opts.staggerMs;
+    if (stagger === undefined) {
+      // startDaemon spawns synchronously before its first await: all in the same instant.
+      await allSettled(this.hosts.map((h) => this.startDaemon(h)));
+      return;
+    }
+    for (const [i, h] of this.hosts.entries()) {
+      if (i > 0) await sleep(stagger);
+      await this.startDaemon(h);
     }
   }
 
@@ -275,7 +313,10 @@ export class Cluster {
       ip: null,
       ip6: null,
     }));
-    const cmd = this.opts.daemonCommand ?? DEFAULT_DAEMON_COMMAND;
+    const flavour: Flavour = this.opts.upstreamHosts?.includes(index) ? "upstream" : "ours";
+    const cmd = flavour === "upstream"
+      ? UPSTREAM_COMMAND
+      : this.opts.daemonCommand ?? DEFAULT_DAEMON_COMMAND;
     const daemon = new Daemon(
       ns,
       typeof cmd === "function" ? cmd(name) : cmd,
@@ -284,7 +325,7 @@ export class Cluster {
       `${dir}/daemon.log`,
     );
     const ip6 = this.opts.ipv6 ? UNDERLAY.host6(index) : null;
-    return { name, index, ns, ip: UNDERLAY.host(index), ip6, dir, containers, daemon };
+    return { name, index, ns, ip: UNDERLAY.host(index), ip6, dir, containers, daemon, flavour };
   }
 
   async #buildHost(h: Host): Promise<void> {
@@ -341,19 +382,21 @@ export class Cluster {
   }
 
   /**
-   * Starts the host's daemon, waits for the subnet.env it writes and configures cni0 and
-   * the containers from it; returns subnet.env parsed.
+   * Starts the host's daemon, waits for the subnet.env it writes and (unless `cni0: false`)
+   * configures cni0 and the containers from it; returns subnet.env parsed.
    */
   async startDaemon(ref: HostRef, timeoutMs = 30_000): Promise<Record<string, string>> {
     const h = this.host(ref);
     h.daemon.start();
     const env = await h.daemon.waitSubnetEnv(timeoutMs);
-    await this.configureHostSubnet(
-      h,
-      env.FLANNEL_SUBNET ?? "",
-      Number(env.FLANNEL_MTU) || 1500,
-      env.FLANNEL_IPV6_SUBNET,
-    );
+    if (this.opts.cni0 ?? true) {
+      await this.configureHostSubnet(
+        h,
+        env.FLANNEL_SUBNET ?? "",
+        Number(env.FLANNEL_MTU) || 1500,
+        env.FLANNEL_IPV6_SUBNET,
+      );
+    }
     return env;
   }
 

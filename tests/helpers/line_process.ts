@@ -99,3 +99,8 @@ export class LineProcess {
     await this.#writer.close().catch(() => {});
   }
 }
+
+/** One of our Deno scripts run with all permissions in namespace `ns`, driven line by line. */
+export function nsDeno(label: string, ns: string, ...args: string[]): LineProcess {
+  return new LineProcess(label, "ip", ["netns", "exec", ns, Deno.execPath(), "run", "-A", ...args]);
+}

@@ -8,6 +8,12 @@
 /** Whether the tests run as root: namespace and kernel tests are skipped (ignored) otherwise. */
 export const isRoot = Deno.uid() === 0;
 
+/**
+ * Options of a test that needs root and leaves a cluster's processes and sockets to its own
+ * teardown (Deno's op and resource sanitizers would count them).
+ */
+export const ROOT_TEST = { ignore: !isRoot, sanitizeOps: false, sanitizeResources: false } as const;
+
 /** Outcome of a finished command. */
 export interface ExecResult {
   code: number;

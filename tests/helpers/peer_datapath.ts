@@ -36,7 +36,7 @@ import {
   type HostRef,
   SUBNETS_PREFIX,
 } from "./cluster.ts";
-import { LineProcess } from "./line_process.ts";
+import { type LineProcess, nsDeno } from "./line_process.ts";
 import { inNetns } from "./netlink_ns.ts";
 import { ping, type PingPair, type PingResult } from "./ping.ts";
 
@@ -68,11 +68,6 @@ export async function reaches(from: Container, to: Container, family: 4 | 6 = 4)
 }
 
 const blob = new URL("./tcp_blob.ts", import.meta.url).pathname;
-
-/** Runs one of our Deno scripts in namespace `ns`. */
-function nsDeno(label: string, ns: string, ...args: string[]): LineProcess {
-  return new LineProcess(label, "ip", ["netns", "exec", ns, Deno.execPath(), "run", "-A", ...args]);
-}
 
 /** A finished transfer: `<bytes> <sha256>` on both ends, and the receiver's time (ms). */
 export interface Transfer {

@@ -33,12 +33,16 @@ export interface PingResult {
   output: string;
 }
 
-/** Parses the summary lines of iputils `ping` and the `time=` of any per-reply lines. */
+/**
+ * Parses the summary lines of `ping` and the `time=` of any per-reply lines: iputils'
+ * ("3 received", "rtt min/avg/max/mdev = a/b/c/d ms") or BusyBox's, as in a container
+ * ("3 packets received", "round-trip min/avg/max = a/b/c ms").
+ */
 export function parsePing(output: string): Omit<PingResult, "output"> {
-  const counts = /(\d+) packets transmitted, (\d+) received/.exec(output);
+  const counts = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(output);
   const sent = counts ? Number(counts[1]) : 0;
   const received = counts ? Number(counts[2]) : 0;
-  const r = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\//.exec(output);
+  const r = /= ([\d.]+)\/([\d.]+)\/([\d.]+)[/ ]/.exec(output);
   return {
     ok: received > 0,
     sent,
@@ -108,13 +112,24 @@ export interface PingPair {
   result: PingResult;
 }
 
-/** Pings every endpoint from every other one, a few at a time. */
-export function pingPairs(eps: Endpoint[], opts?: PingOptions, limit = 8): Promise<PingPair[]> {
+/** Pings `toIp` from endpoint `from`: {@link ping} in its namespace, or another way in. */
+export type Pinger = (from: Endpoint, toIp: string, opts?: PingOptions) => Promise<PingResult>;
+
+/**
+ * Pings every endpoint from every other one, a few at a time; `pinger` says how (default
+ * iputils `ping` in the endpoint's namespace).
+ */
+export function pingPairs(
+  eps: Endpoint[],
+  opts?: PingOptions,
+  limit = 8,
+  pinger: Pinger = (from, toIp, o) => ping(from.ns, toIp, o),
+): Promise<PingPair[]> {
   const pairs = eps.flatMap((from) => eps.filter((to) => to !== from).map((to) => ({ from, to })));
   return mapLimit(
     pairs,
     limit,
-    async (p) => ({ ...p, result: await ping(p.from.ns, p.to.ip, opts) }),
+    async (p) => ({ ...p, result: await pinger(p.from, p.to.ip, opts) }),
   );
 }
 

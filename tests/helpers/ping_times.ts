@@ -11,6 +11,8 @@ export interface PingTimes {
   sent: number;
   /** Arrival of each reply, ms since epoch (the same clock as Date.now()). */
   replies: number[];
+  /** icmp_seq of each reply, in arrival order. */
+  seqs: number[];
   output: string;
 }
 
@@ -36,10 +38,10 @@ export async function pingTimes(
   });
   const output = r.stdout + r.stderr;
   const sent = Number(/(\d+) packets transmitted/.exec(output)?.[1] ?? 0);
-  const replies = [...output.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)].map((m) =>
-    Math.round(Number(m[1]) * 1000)
-  );
-  return { sent, replies, output };
+  const lines = [...output.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from .* icmp_seq=(\d+)/gm)];
+  const replies = lines.map((m) => Math.round(Number(m[1]) * 1000));
+  const seqs = lines.map((m) => Number(m[2]));
+  return { sent, replies, seqs, output };
 }
 
 /** The first reply at or after `t` (ms since epoch), or null. */
@@ -52,4 +54,16 @@ export function longestGap(p: PingTimes): number {
   let gap = 0;
   for (let i = 1; i < p.replies.length; i++) gap = Math.max(gap, p.replies[i] - p.replies[i - 1]);
   return gap;
+}
+
+/**
+ * Echoes lost between the first and the last reply (their icmp_seq): loss in mid-run,
+ * unlike `sent - replies`, which also counts the echoes cut off by the deadline.
+ */
+export function missingSeqs(p: PingTimes): number[] {
+  if (p.seqs.length === 0) return [];
+  const got = new Set(p.seqs);
+  const out = [];
+  for (let s = Math.min(...p.seqs); s <= Math.max(...p.seqs); s++) if (!got.has(s)) out.push(s);
+  return out;
 }

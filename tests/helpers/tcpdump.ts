@@ -68,3 +68,22 @@ export async function captureUdp(
     await Deno.remove(file).catch(() => {});
   }
 }
+
+/**
+ * Source address of the first ICMP echo request tcpdump sees on `dev` in `ns` while
+ * `send` runs (tcpdump is listening before `send` starts).
+ */
+export async function echoSource(
+  ns: string,
+  dev: string,
+  send: () => Promise<unknown>,
+): Promise<string> {
+  const p = await startTcpdump(ns, dev, "-c 1 'icmp[icmptype] = icmp-echo'");
+  try {
+    await send();
+    const line = await p.waitFor((l) => l.includes("ICMP echo request"), "echo request", 5_000);
+    return / IP (\S+) > /.exec(line)![1];
+  } finally {
+    await p.kill();
+  }
+}

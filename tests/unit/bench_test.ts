@@ -44,6 +44,21 @@ Deno.test("parsePing keeps per-reply RTTs", () => {
   assertEquals(parsePing(out).samples, [0.061, 0.137]);
 });
 
+Deno.test("parsePing reads BusyBox's summary (ping inside a container)", () => {
+  const out = "PING 10.5.52.1 (10.5.52.1): 56 data bytes\n" +
+    "64 bytes from 10.5.52.1: seq=0 ttl=64 time=0.147 ms\n" +
+    "64 bytes from 10.5.52.1: seq=1 ttl=64 time=0.101 ms\n\n" +
+    "--- 10.5.52.1 ping statistics ---\n" +
+    "3 packets transmitted, 2 packets received, 33% packet loss\n" +
+    "round-trip min/avg/max = 0.101/0.124/0.147 ms\n";
+  const r = parsePing(out);
+  assertEquals([r.sent, r.received, r.ok], [3, 2, true]);
+  assertEquals(r.rtt, { min: 0.101, avg: 0.124, max: 0.147 });
+  assertEquals(r.samples, [0.147, 0.101]);
+  const none = parsePing("2 packets transmitted, 0 packets received, 100% packet loss\n");
+  assertEquals([none.ok, none.loss, none.rtt], [false, 1, null]);
+});
+
 Deno.test("makePeers: distinct subnets and public IPs, skipping our own subnet", () => {
   const peers = makePeers(3, "vxlan", "10.200.1.0/24");
   assertEquals(peers.map((p) => p.subnet), ["10.200.0.0/24", "10.200.2.0/24", "10.200.3.0/24"]);

@@ -30,6 +30,7 @@ const healthy: ReadinessInput = {
 Deno.test("readiness: healthy snapshot has no problems", () => {
   assertEquals(readinessProblems(healthy), []);
   assertEquals(readinessProblems({ ...healthy, rulesInPlace: true }), []);
+  assertEquals(readinessProblems({ ...healthy, backendProblems: [] }), []);
   // A reservation (expiration 0) never expires.
   assertEquals(readinessProblems({ ...healthy, lease: { ...lease, expiration: 0 } }), []);
 });
@@ -50,6 +51,10 @@ Deno.test("readiness: each failing condition gives its reason", () => {
     [{ watch: { connected: true, lastResponseAt: NOW - 20_000 } }, /^lease watch silent for 20 s$/],
     [{ subnetEnvWritten: false }, /^subnet\.env not written yet$/],
     [{ rulesInPlace: false }, /^iptables rules not in place$/],
+    [
+      { backendProblems: ["own route 10.5.52.0/24 → eni-1 not in place in rtb-1"] },
+      /^own route 10\.5\.52\.0\/24 → eni-1 not in place in rtb-1$/,
+    ],
   ];
   for (const [patch, re] of cases) {
     const p = readinessProblems({ ...healthy, ...patch });
@@ -216,6 +221,16 @@ Deno.test("routes: /healthz, /readyz 200 and 503 with reasons, /metrics", async 
     body: "flanneld is ready",
     type: "text/plain; charset=utf-8",
   });
+  // The backend's own reasons come from its problems(), asked at each request.
+  let backendProblems: string[] = ["own route 10.5.52.0/24 → eni-1 not checked yet in rtb-1"];
+  state.backend = { ...state.backend!, problems: () => backendProblems };
+  assertEquals(await get("/readyz"), {
+    status: 503,
+    body: "flanneld is not ready yet\nown route 10.5.52.0/24 → eni-1 not checked yet in rtb-1\n",
+    type: "text/plain; charset=utf-8",
+  });
+  backendProblems = [];
+  assertEquals((await get("/readyz")).status, 200);
   state.subnetEnvWritten = false;
   state.rulesInPlace = false;
   const r = await get("/readyz");

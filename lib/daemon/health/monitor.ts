@@ -38,6 +38,7 @@ export class HealthMonitor {
       rulesInPlace: this.state.rulesInPlace,
       watch: w ? { connected: w.connected, lastResponseAt: w.lastResponseAt } : undefined,
       etcdLastAnswerAt: Math.max(this.probe?.stats.lastOkAt ?? 0, w?.lastResponseAt ?? 0),
+      backendProblems: this.state.backend?.problems?.(),
     };
   }
 

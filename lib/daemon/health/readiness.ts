@@ -1,8 +1,9 @@
 /**
  * Readiness as a pure function of a snapshot, so the rules are unit-tested without a
  * daemon. Ready means the node is actually routable: it holds a fresh lease, it follows
- * the other hosts' leases over a live watch, etcd answers, subnet.env is written and the
- * iptables rules (when managed) are in place. Upstream's `/readyz` only checks the last
+ * the other hosts' leases over a live watch, etcd answers, subnet.env is written, the
+ * iptables rules (when managed) are in place and the backend reports no problem (e.g. the
+ * cloud backends' own route in place). Upstream's `/readyz` only checks the last
  * two once, at start (flannel#616, #722).
  * @module
  */
@@ -22,6 +23,8 @@ export interface ReadinessInput {
   watch?: { connected: boolean; lastResponseAt: number };
   /** Last time etcd answered anything (probe or watch); 0 when never. */
   etcdLastAnswerAt: number;
+  /** The backend's own reasons (`Backend.problems()`); absent or empty when it has none. */
+  backendProblems?: readonly string[];
 }
 
 /** Bounds of the liveness checks. */
@@ -68,5 +71,6 @@ export function readinessProblems(
   }
   if (!i.subnetEnvWritten) out.push("subnet.env not written yet");
   if (i.rulesInPlace === false) out.push("iptables rules not in place");
+  if (i.backendProblems) out.push(...i.backendProblems);
   return out;
 }
