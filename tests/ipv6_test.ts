@@ -38,7 +38,7 @@ import {
   reaches,
   tcpTransfer,
 } from "./helpers/peer_datapath.ts";
-import { startTcpdump } from "./helpers/tcpdump.ts";
+import { echoSource } from "./helpers/tcpdump.ts";
 import { scrapeMetrics } from "./helpers/health_http.ts";
 import { metricValue } from "./helpers/prometheus.ts";
 import { timeUntil, until } from "./helpers/wait.ts";
@@ -132,25 +132,6 @@ async function checkVxlan6(c: Cluster, h: Host, publicIPv6: Map<string, string>)
   assertEquals(k.neighs.filter((n) => n.state & NUD_PERMANENT).length, peers.length);
 }
 
-/**
- * Source address of the first ICMPv6 echo request tcpdump sees on `dev` in `ns` while `send`
- * runs (tcpdump is listening before `send` starts).
- */
-async function echoSource6(
-  ns: string,
-  dev: string,
-  send: () => Promise<unknown>,
-): Promise<string> {
-  const p = await startTcpdump(ns, dev, "-c 1 'icmp6 and ip6[40] == 128'");
-  try {
-    await send();
-    const line = await p.waitFor((l) => l.includes("echo request"), "echo request", 5_000);
-    return / IP6 (\S+) > /.exec(line)![1];
-  } finally {
-    await p.kill();
-  }
-}
-
 /** Pings every pair over IPv4 and IPv6; prints and asserts both. */
 async function pingBoth(c: Cluster): Promise<void> {
   for (const family of [4, 6] as const) {
@@ -206,12 +187,12 @@ Deno.test({ name: "IPv6 vxlan: dual stack, 3 hosts × 2 containers", ...opts }, 
   await t.step("--ip-masq: IPv6 leaving the overlay is masqueraded, inside it is not", async () => {
     // The switch's gateway stands for "outside": it has no route back to fd42::/56.
     let answered = false;
-    const src = await echoSource6(c.switchNs, "br0", async () => {
+    const src = await echoSource(c.switchNs, "br0", async () => {
       answered = (await c.ping(a.ns, UNDERLAY.gateway6, { count: 1, timeout: 2 })).ok;
-    });
+    }, 6);
     assertEquals(src, h0.ip6);
     assert(answered, "masqueraded ping6 to the outside answered");
-    const inner = await echoSource6(h1.ns, "cni0", () => c.ping(a.ns, b.ip6!, { count: 1 }));
+    const inner = await echoSource(h1.ns, "cni0", () => c.ping(a.ns, b.ip6!, { count: 1 }), 6);
     assertEquals(inner, a.ip6);
     const nat = await execOk(c, h0.ns, ["ip6tables-save", "-t", "nat"]);
     assertMatch(nat, /-A FLANNEL-POSTRTG -s fd42::\/56 ! -d ff00::\/8 .*-j MASQUERADE/);

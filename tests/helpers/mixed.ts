@@ -16,7 +16,7 @@
 
 import type { Cluster, Host } from "./cluster.ts";
 import { must, nsExec } from "./netns.ts";
-import { hostSubnet, leaseKey } from "./peer_datapath.ts";
+import { hostLeaseKey } from "./peer_datapath.ts";
 
 /** Values that differ per host in a lease: its own addresses and VTEP MACs. */
 const PER_HOST = /"(PublicIP|PublicIPv6|VtepMAC)":"[^"]*"/g;
@@ -45,7 +45,7 @@ export interface LeaseRecord {
 
 /** Reads host `h`'s lease: key, raw value, creation revision, granted TTL. */
 export async function leaseRecord(c: Cluster, h: Host): Promise<LeaseRecord> {
-  const key = leaseKey(hostSubnet(c, h));
+  const key = hostLeaseKey(c, h);
   const json = await c.etcd.ctl("get", key, "-w", "json");
   // Lease IDs are 63-bit: read them from the text, JSON numbers would round them.
   const leaseId = /"lease":(\d+)/.exec(json)?.[1];

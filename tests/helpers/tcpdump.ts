@@ -70,19 +70,22 @@ export async function captureUdp(
 }
 
 /**
- * Source address of the first ICMP echo request tcpdump sees on `dev` in `ns` while
- * `send` runs (tcpdump is listening before `send` starts).
+ * Source address of the first ICMP echo request (ICMPv6 with `family` 6) tcpdump sees on
+ * `dev` in `ns` while `send` runs (tcpdump is listening before `send` starts).
  */
 export async function echoSource(
   ns: string,
   dev: string,
   send: () => Promise<unknown>,
+  family: 4 | 6 = 4,
 ): Promise<string> {
-  const p = await startTcpdump(ns, dev, "-c 1 'icmp[icmptype] = icmp-echo'");
+  // ip6[40] is the ICMPv6 type right after a bare IPv6 header; 128 is echo request.
+  const filter = family === 6 ? "'icmp6 and ip6[40] == 128'" : "'icmp[icmptype] = icmp-echo'";
+  const p = await startTcpdump(ns, dev, `-c 1 ${filter}`);
   try {
     await send();
-    const line = await p.waitFor((l) => l.includes("ICMP echo request"), "echo request", 5_000);
-    return / IP (\S+) > /.exec(line)![1];
+    const line = await p.waitFor((l) => /echo request/i.test(l), "echo request", 5_000);
+    return (family === 6 ? / IP6 (\S+) > / : / IP (\S+) > /).exec(line)![1];
   } finally {
     await p.kill();
   }
