@@ -9,7 +9,8 @@
  *   `--ip-masq` masquerades IPv6 leaving the overlay and nothing inside it; `--public-ipv6`,
  *   `--iface=<IPv4>`, `--iface-can-reach=<IPv6>` and `--iface-regex` choose the IPv6 side;
  *   `/metrics` counts peers per family;
- * - an IPv6-only network (`EnableIPv4: false`) on vxlan and host-gw;
+ * - an IPv6-only network (`EnableIPv4: false`) on vxlan and host-gw (there in nftables mode,
+ *   masquerading IPv6 by table `flannel-ipv6`);
  * - refusals: IPv6 enabled on a host without an IPv6 address, and the udp backend with
  *   IPv6, each one line and exit 1 with nothing programmed.
  */
@@ -36,6 +37,7 @@ import {
   logCount,
   rawLease,
   reaches,
+  restartUnderPing,
   tcpTransfer,
 } from "./helpers/peer_datapath.ts";
 import { echoSource } from "./helpers/tcpdump.ts";
@@ -234,6 +236,26 @@ Deno.test({ name: "IPv6 vxlan: dual stack, 3 hosts × 2 containers", ...opts }, 
     assert(logCount(c, h0, "repaired:") >= before + breakages.length, "one log line per repair");
     assert(await reaches(a, b, 4), "IPv4 unaffected");
   });
+
+  await t.step("restart under ping6: stale IPv6 entries cleaned, no loss beyond 1 s", async () => {
+    const [stale, staleMAC] = ["fd42:0:0:fb::", "02:11:22:33:44:66"];
+    for (
+      const cmd of [
+        ["ip", "-6", "neigh", "add", stale, "lladdr", staleMAC, "dev", DEV6, "nud", "permanent"],
+        ["bridge", "fdb", "add", staleMAC, "dev", DEV6, "dst", "2001:db8::fb", "self", "permanent"],
+        ["ip", "-6", "route", "add", `${stale}/64`, "via", stale, "dev", DEV6, "onlink"],
+      ]
+    ) await execOk(c, h0.ns, cmd);
+    await restartUnderPing(c, [h0], a, b, 6);
+    await until("stale IPv6 entries removed", () => {
+      const k = hostKernel(h0.ns, DEV6, 6);
+      return !k.routes.some((r) => formatIP(r.dst.ip) === stale) &&
+        !k.neighs.some((n) => formatIP(n.ip) === stale) &&
+        !k.fdbs.some((f) => formatMAC(f.mac) === staleMAC);
+    }, 15_000);
+    assertEquals(logCount(c, h0, `removed stale: route ${stale}/64`), 1);
+    await checkVxlan6(c, h0, publicIPv6);
+  });
 });
 
 Deno.test({ name: "IPv6 host-gw: dual stack, 3 hosts × 2 containers", ...opts }, async (t) => {
@@ -298,12 +320,19 @@ Deno.test(
   async (t) => {
     for (const backend of ["vxlan", "host-gw"] as const) {
       await t.step(backend, async () => {
+        // host-gw also runs nftables mode with --ip-masq: IPv6 masquerade by table flannel-ipv6.
+        const nft = backend === "host-gw";
         await using c = await Cluster.create({
           hosts: 2,
           containersPerHost: 2,
           backend,
           ipv6: true,
-          config: { EnableIPv4: false, Network: undefined },
+          config: {
+            EnableIPv4: false,
+            Network: undefined,
+            ...(nft ? { EnableNFTables: true } : {}),
+          },
+          daemonArgs: nft ? ["--ip-masq"] : [],
         });
         const pairs = await c.pingAll({ count: 1 }, 6);
         console.log(
@@ -324,7 +353,7 @@ Deno.test(
           assertEquals(
             env,
             `FLANNEL_IPV6_NETWORK=fd42::/56\nFLANNEL_IPV6_SUBNET=${formatIP6(sn.ip + 1n)}/64\n` +
-              `FLANNEL_MTU=${mtu}\nFLANNEL_IPMASQ=false\n`,
+              `FLANNEL_MTU=${mtu}\nFLANNEL_IPMASQ=${nft}\n`,
           );
           const lease = JSON.parse(await rawLease(c, h));
           assertEquals([lease.PublicIP, lease.PublicIPv6], ["0.0.0.0", h.ip6]);
@@ -338,6 +367,17 @@ Deno.test(
         }
         await tcpTransfer(c.hosts[0].containers[0], c.hosts[1].containers[0], 8 << 20, 5202, 6)
           .then((r) => assertEquals(r.received, r.sent));
+        if (nft) {
+          const [h0, x] = [c.hosts[0], c.hosts[0].containers[0]];
+          let answered = false;
+          const src = await echoSource(c.switchNs, "br0", async () => {
+            answered = (await c.ping(x.ns, UNDERLAY.gateway6, { count: 1, timeout: 2 })).ok;
+          }, 6);
+          assertEquals(src, h0.ip6, "masqueraded by nftables");
+          assert(answered, "masqueraded ping6 to the outside answered");
+          const table = await execOk(c, h0.ns, ["nft", "list", "table", "ip6", "flannel-ipv6"]);
+          assertMatch(table, /ip6 saddr fd42::\/56 ip6 daddr != ff00::\/8 masquerade/);
+        }
         // A restart keeps the lease (found by PublicIPv6: every PublicIP is 0.0.0.0).
         const before = await rawLease(c, c.hosts[0]);
         const sn = formatNet6(hostSubnet6(c, c.hosts[0]));

@@ -106,13 +106,15 @@ export async function tcpTransfer(
   }
 }
 
-/** Starts `ping -i 0.1` for `seconds`; the result tells how many echoes were lost. */
+/** Starts `ping -i 0.1` (over IPv6 with `family` 6) for `seconds`; the result tells how many echoes were lost. */
 export function backgroundPing(
   from: Container,
   to: Container,
   seconds: number,
+  family: 4 | 6 = 4,
 ): Promise<PingResult> {
-  return ping(from.ns, to.ip!, { count: seconds * 10, interval: 0.1, timeout: 1 });
+  const addr = family === 6 ? to.ip6! : to.ip!;
+  return ping(from.ns, addr, { count: seconds * 10, interval: 0.1, timeout: 1 });
 }
 
 /** The kernel's view inside a host, through our netlink layer. */
@@ -178,16 +180,18 @@ export async function rawLease(c: Cluster, ref: HostRef): Promise<string> {
 
 /**
  * Restarts each host's daemon (SIGTERM, start; cni0 and containers untouched) while `from`
- * pings `to` every 0.1 s; asserts at most 10 echoes (1 s) lost per restart.
+ * pings `to` (over IPv6 with `family` 6) every 0.1 s; asserts at most 10 echoes (1 s) lost
+ * per restart.
  */
 export async function restartUnderPing(
   c: Cluster,
   hosts: Host[],
   from: Container,
   to: Container,
+  family: 4 | 6 = 4,
 ): Promise<void> {
   for (const h of hosts) {
-    const pinging = backgroundPing(from, to, 6);
+    const pinging = backgroundPing(from, to, 6, family);
     await sleep(1000); // echoes flow before the stop, so the loss counts the restart only
     await c.stopDaemon(h);
     h.daemon.start();
@@ -195,7 +199,9 @@ export async function restartUnderPing(
     const r = await pinging;
     const lost = r.sent - r.received;
     console.log(
-      `  restart ${h.name} under ping ${from.name}→${to.name}: ${lost}/${r.sent} echoes lost`,
+      `  restart ${h.name} under ping${
+        family === 6 ? "6" : ""
+      } ${from.name}→${to.name}: ${lost}/${r.sent} echoes lost`,
     );
     assert(lost <= 10, `lost ${lost} of ${r.sent}: ${r.output}`);
   }
