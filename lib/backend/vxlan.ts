@@ -28,8 +28,6 @@ import {
 } from "./vxlan/config.ts";
 import { Vtep } from "./vxlan/vtep.ts";
 
-export { configureDeviceAddress } from "./vxlan/vtep.ts";
-
 const log = logger("vxlan");
 
 /** The vxlan backend. */

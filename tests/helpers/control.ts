@@ -6,8 +6,8 @@
 
 import { EtcdStore } from "../../lib/subnet/etcd_store.ts";
 import { parseNetworkConfig } from "../../lib/values/config.ts";
-import { formatNet4, parseIP4 } from "../../lib/core/ip.ts";
-import type { Lease, LeaseEvent } from "../../lib/values/lease.ts";
+import { parseIP4 } from "../../lib/core/ip.ts";
+import { describeLease, type Lease, type LeaseEvent } from "../../lib/values/lease.ts";
 import { LeaseManager, type LeaseManagerOptions } from "../../lib/subnet/lease_manager.ts";
 import { SubnetRegistry } from "../../lib/subnet/registry.ts";
 import { LeaseWatcher, type OwnEvent, type WatcherOptions } from "../../lib/subnet/watcher.ts";
@@ -56,7 +56,7 @@ export function recorder(
   const w = new LeaseWatcher(registry, {
     onEvents: (evs) => {
       events.push(...evs);
-      seen.push(...evs.map((e) => `${e.type}:${formatNet4(e.lease.subnet)}`));
+      seen.push(...evs.map((e) => `${e.type}:${describeLease(e.lease)}`));
     },
     onOwn: (ev) => {
       own.push(ev);

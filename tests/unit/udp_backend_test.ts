@@ -67,3 +67,28 @@ Deno.test("registry: udp is registered, unknown types are not", () => {
   );
   assertThrows(() => chooseBackend(badPort), ConfigError, "Backend.Port");
 });
+
+Deno.test("udp refuses IPv6 when the config is read: EnableIPv6, or an IPv6-only network", () => {
+  for (
+    const [config, field] of [
+      ['{"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"fd42::/56"}', "EnableIPv6"],
+      [
+        '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd42::/56","Backend":{"Type":"udp"}}',
+        "EnableIPv4",
+      ],
+    ]
+  ) {
+    const e = assertThrows(
+      () => chooseBackend(parseNetworkConfig(config)),
+      ConfigError,
+      "the udp backend carries IPv4 only",
+    );
+    assertEquals(e.field, field);
+  }
+  // vxlan and host-gw take the same dual-stack network.
+  for (const type of ["vxlan", "host-gw"]) {
+    const dual =
+      `{"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"fd42::/56","Backend":{"Type":"${type}"}}`;
+    assertEquals(chooseBackend(parseNetworkConfig(dual)).kind, backendKind(type));
+  }
+});

@@ -1,5 +1,5 @@
 /**
- * The vxlan backend's options from the config's `Backend` object (FLANNEL.md §10), keys
+ * The vxlan backend's options from the config's `Backend` object, keys
  * case-insensitive as Go's JSON decoding, and the VTEP MAC of remote leases. Pure.
  * @module
  */
