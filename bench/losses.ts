@@ -62,7 +62,7 @@ function withMetrics(spec: PathSpec): PathSpec {
 
 /** Traffic counters worth printing next to the losses. */
 const TRAFFIC =
-  /^(Udp\.(InDatagrams|OutDatagrams)|Ip\.ForwDatagrams|link\.(flannel0|eth0)\.(rx|tx)_packets|daemon\.(packets|tun_writes|gro_buffers|gso_sends|batches)\b.*)$/;
+  /^(Udp\.(InDatagrams|OutDatagrams)|Ip\.ForwDatagrams|link\.(flannel0|eth0)\.(rx|tx)_packets|daemon\..*(packets|tun_writes|gro_buffers|gso_sends|batches|coalesce|feature).*)$/;
 
 function show(role: string, d: Counters): string {
   const keys = Object.keys(d).filter((k) => v.all || isLoss(k) || TRAFFIC.test(k)).sort();
