@@ -112,8 +112,14 @@ async function main(): Promise<void> {
         }`,
       );
     }
-    console.log(`\nwhere the ${o.udpRate} 64-byte UDP run lost packets\n${lossTable(rows)}`);
-    console.log(`\ndaemon memory after the TCP runs, MiB (bench/memory.ts)\n${memoryTable(rows)}`);
+    if (rows.some((r) => r.result)) {
+      console.log(`\nwhere the ${o.udpRate} 64-byte UDP run lost packets\n${lossTable(rows)}`);
+    }
+    if (rows.some((r) => r.result?.daemon)) {
+      console.log(
+        `\ndaemon memory after the TCP runs, MiB (bench/memory.ts)\n${memoryTable(rows)}`,
+      );
+    }
   }
   const measured = cp.filter((c): c is CpResult => "rounds" in c);
   if (cp.length || cpSkipped.length) {
