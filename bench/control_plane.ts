@@ -35,6 +35,8 @@ export interface CpRound {
 /** The control-plane results of one backend. */
 export interface CpResult {
   backend: string;
+  /** Whose daemon: ours, or upstream's flanneld. */
+  daemon: "ours" | "upstream";
   /** How "programmed" was detected. */
   method: string;
   rounds: CpRound[];
@@ -80,13 +82,16 @@ export function makePeers(n: number, backend: string, own: string): Peer[] {
   return peers;
 }
 
-/** Writes `peers` and waits (bounded) for them to be programmed; measures how long that took. */
+/**
+ * Writes `peers` and waits (bounded) for them to be programmed; measures how long that took.
+ * Also returns the peers seen programmed (only their removal can be seen later).
+ */
 async function round(
   writer: LineProcess,
   watch: ProgramWatch,
   peers: Peer[],
   parallel: number,
-): Promise<CpRound> {
+): Promise<[CpRound, Peer[]]> {
   watch.reset(peers);
   await writer.send(JSON.stringify({ put: peers.map((p) => [p.key, p.value]), parallel }));
   const sent: number[] = JSON.parse((await writer.waitLine("done ", 120_000)).slice(5));
@@ -101,7 +106,7 @@ async function round(
   const lat = peers.flatMap((p, i) => done.has(p.key) ? [done.get(p.key)! - sent[i]] : []);
   const last = done.size === peers.length ? Math.max(...done.values()) : null;
   const lastSent = Math.max(...sent);
-  return {
+  return [{
     peers: peers.length,
     parallel,
     allProgrammedMs: last === null ? null : last - first,
@@ -110,15 +115,27 @@ async function round(
     p99Ms: percentile(lat, 99),
     writeMs,
     missing: peers.length - done.size,
-  };
+  }, peers.filter((p) => done.has(p.key))];
 }
 
-/** Deletes `peers` and waits (bounded) until the daemon has removed them. */
-async function clear(writer: LineProcess, watch: ProgramWatch, peers: Peer[]): Promise<void> {
-  watch.reset(peers);
+/**
+ * Deletes `peers` and waits (bounded) until the daemon has removed those of them it had
+ * programmed (`programmed`).
+ */
+async function clear(
+  writer: LineProcess,
+  watch: ProgramWatch,
+  peers: Peer[],
+  programmed: Peer[],
+): Promise<void> {
+  watch.reset(programmed);
   await writer.send(JSON.stringify({ del: peers.map((p) => p.key) }));
   await writer.waitLine("done ", 120_000);
-  await until(`${peers.length} peers removed`, () => watch.removed(), 30_000 + peers.length * 20);
+  await until(
+    `${programmed.length} peers removed`,
+    () => watch.removed(),
+    30_000 + peers.length * 20,
+  ).catch((e) => console.error(`control plane: ${e.message}; going on`));
 }
 
 /** How to detect programming for `backend`: kernel state when it programs any. */
@@ -139,8 +156,9 @@ export async function benchControlPlane(
   counts: number[],
   parallels: number[],
   note: (what: string) => void,
+  daemonCommand?: readonly string[],
 ): Promise<CpResult> {
-  await using c = await Cluster.create({ hosts: 1, backend, network: NETWORK });
+  await using c = await Cluster.create({ hosts: 1, backend, network: NETWORK, daemonCommand });
   const h = c.hosts[0];
   const pid = h.daemon.pid!;
   await ip(h.ns, "route", "add", PEER_UNDERLAY, "dev", "eth0");
@@ -162,6 +180,7 @@ export async function benchControlPlane(
     await sleep(1000); // let start-up settle before the idle reading
     const result: CpResult = {
       backend,
+      daemon: daemonCommand ? "upstream" : "ours",
       method: watch.method,
       rounds: [],
       rssIdleKiB: memory(pid).rssKiB,
@@ -172,9 +191,10 @@ export async function benchControlPlane(
       for (const n of counts) {
         note(`${n} peers, ${parallel} put(s) in flight`);
         const peers = makePeers(n, backend, own);
-        result.rounds.push(await round(writer, watch, peers, parallel));
+        const [r, programmed] = await round(writer, watch, peers, parallel);
+        result.rounds.push(r);
         if (n === result.peakPeers) result.rssPeakPeersKiB = memory(pid).rssKiB;
-        await clear(writer, watch, peers);
+        await clear(writer, watch, peers, programmed);
       }
     }
     return result;

@@ -30,7 +30,9 @@ async function handle(line: string): Promise<void> {
     await store.create(key, value, 0); // as a host creates its lease: only if absent
     return t;
   });
-  await mapLimit(cmd.del ?? [], 16, async (key) => {
+  // One delete at a time: each becomes its own watch event (upstream v0.20.2 handles only
+  // the first event of a watch response, so deletes batched by etcd would go unseen).
+  await mapLimit(cmd.del ?? [], 1, async (key) => {
     await store.delete(key);
   });
   console.log(`done ${JSON.stringify(times)}`);

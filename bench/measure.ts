@@ -10,6 +10,8 @@ import { tcp, type TcpResult, udp, type UdpResult } from "./iperf.ts";
 import type { BenchOptions } from "./options.ts";
 import type { OpenPath } from "./paths.ts";
 import { cpuSeconds, memory, percentile } from "./proc.ts";
+import { type Counters, delta, isLoss, snapshot } from "./counters.ts";
+import { type MemoryBreakdown, memoryBreakdown } from "./memory.ts";
 
 /** What the daemons cost while the TCP runs moved their bytes. */
 export interface DaemonCost {
@@ -20,6 +22,8 @@ export interface DaemonCost {
   cpuSecondsPerGB: number;
   /** Largest VmHWM among the daemons after every run, KiB. */
   peakRssKiB: number;
+  /** Where the resident memory of the daemon with the largest peak is, after every run. */
+  memory: MemoryBreakdown;
 }
 
 /** Everything measured on one path. */
@@ -32,6 +36,11 @@ export interface PathResult {
   daemon?: DaemonCost;
   /** Sum over the hosts' TUN devices; only for backends with one. */
   tunTxDropped?: number;
+  /**
+   * Kernel counters that count lost packets, changed during the UDP run, by place: `client`
+   * and `server` containers, sending host `h0`, receiving host `h1`.
+   */
+  udpLosses: Record<string, Counters>;
 }
 
 /** Payload size of the UDP packet-rate run. */
@@ -52,6 +61,14 @@ function totalCpu(pids: number[]): number {
   return pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
 }
 
+/** Counters of every place, by name. */
+async function snapshotAll(places: Record<string, string>): Promise<Record<string, Counters>> {
+  const entries = await Promise.all(
+    Object.entries(places).map(async ([k, ns]) => [k, await snapshot(ns)] as const),
+  );
+  return Object.fromEntries(entries);
+}
+
 /** Runs every measurement on `p`, one after the other; `note` reports progress. */
 export async function measurePath(
   p: OpenPath,
@@ -67,7 +84,21 @@ export async function measurePath(
   const tcp4 = await tcp(ends, o.seconds, 4);
   const cpu = totalCpu(p.daemonPids) - cpu0;
   note(`UDP ${UDP_PAYLOAD} B at ${o.udpRate}`);
+  const places = {
+    client: p.client.ns,
+    h0: p.cluster.hosts[0].ns,
+    h1: p.cluster.hosts[1].ns,
+    server: p.server.ns,
+  };
+  const before = await snapshotAll(places);
   const udp64 = await udp(ends, o.seconds, UDP_PAYLOAD, o.udpRate);
+  const after = await snapshotAll(places);
+  const udpLosses: Record<string, Counters> = {};
+  for (const k of Object.keys(places)) {
+    udpLosses[k] = Object.fromEntries(
+      Object.entries(delta(before[k], after[k])).filter(([n, d]) => isLoss(n) && d > 0),
+    );
+  }
   note(`${o.pings} pings`);
   const pg = await p.cluster.ping(p.client.ns, p.server.ip, {
     count: o.pings,
@@ -85,14 +116,17 @@ export async function measurePath(
       loss: pg.loss,
       count: pg.samples.length,
     },
+    udpLosses,
   };
   if (p.daemonPids.length) {
     const gb = (tcp1.bytes + tcp4.bytes) / 1e9;
+    const peaks = p.daemonPids.map((pid) => memory(pid).hwmKiB);
     result.daemon = {
       cpuSeconds: cpu,
       gb,
       cpuSecondsPerGB: cpu / gb,
-      peakRssKiB: Math.max(...p.daemonPids.map((pid) => memory(pid).hwmKiB)),
+      peakRssKiB: Math.max(...peaks),
+      memory: memoryBreakdown(p.daemonPids[peaks.indexOf(Math.max(...peaks))]),
     };
   }
   if (p.tuns.length) result.tunTxDropped = (await totalTxDropped(p)) - drops0;

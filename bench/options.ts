@@ -11,7 +11,8 @@ export interface BenchOptions {
   seconds: number;
   /**
    * Row ids to run (`raw`, `kernel-vxlan`, `udp`, `udp-nooffload`, `vxlan`, `vxlan-nocsum`,
-   * `host-gw`, `control-plane`); null: all.
+   * `host-gw`, `upstream-udp`, `upstream-vxlan`, `upstream-host-gw`, `control-plane`,
+   * `upstream-control-plane`); null: all.
    */
   only: Set<string> | null;
   /** iperf3 `-b` for the 64-byte UDP run (payload bits per second, iperf3 suffixes allowed). */
@@ -29,7 +30,9 @@ export interface BenchOptions {
 }
 
 const USAGE = `usage: deno task bench [--seconds=5] [--quick]
-                       [--only=raw,kernel-vxlan,udp,udp-nooffload,vxlan,vxlan-nocsum,host-gw,control-plane]
+                       [--only=raw,kernel-vxlan,udp,udp-nooffload,vxlan,vxlan-nocsum,host-gw,
+                               upstream-udp,upstream-vxlan,upstream-host-gw,
+                               control-plane,upstream-control-plane]
                        [--udp-rate=100M] [--pings=200] [--peers=10,100,1000] [--cp-parallel=1,32]
                        [--cp-backend=vxlan,host-gw,udp]
                        [--out=bench/results]`;

@@ -7,7 +7,7 @@
 
 import { backendKind } from "../lib/daemon/backends.ts";
 import { type BackendType, Cluster, type Container } from "../tests/helpers/cluster.ts";
-import { until } from "../tests/helpers/wait.ts";
+import { sleep, until } from "../tests/helpers/wait.ts";
 import { buildKernelVxlan, buildRawUnderlay } from "./reference.ts";
 
 /** A path ready to measure: traffic goes from `client` to `server`. */
@@ -15,19 +15,23 @@ export interface OpenPath {
   cluster: Cluster;
   client: Container;
   server: Container & { ip: string };
-  /** Our daemons (one per host); empty for the references. */
+  /** The daemons (ours or upstream's, one per host); empty for the hand-built references. */
   daemonPids: number[];
   /** TUN devices whose TX drops are counted, by host namespace. */
   tuns: { ns: string; dev: string }[];
 }
+
+/** What a row is: a hand-built kernel path, upstream's flanneld, or ours. */
+export type PathKind = "reference" | "upstream" | "ours";
 
 /** One row of the data-path table. */
 export interface PathSpec {
   /** Id used by `--only` and in the JSON. */
   id: string;
   label: string;
-  /** Hand-built kernel path (a baseline) rather than one of our backends. */
-  reference: boolean;
+  kind: PathKind;
+  /** For an upstream row: the id of our row it is compared with. */
+  counterpart?: string;
   /** Why the path cannot be measured here, or null when it can. */
   unavailable(): string | null;
   /** Builds the cluster and the path and waits until the server answers pings. */
@@ -75,7 +79,7 @@ function reference(id: string, label: string, build: (c: Cluster) => Promise<voi
   return {
     id,
     label,
-    reference: true,
+    kind: "reference",
     unavailable: () => null,
     open: async () =>
       ready(
@@ -94,6 +98,34 @@ export interface OursOptions {
   extra?: Record<string, unknown>;
   /** The daemon's command line without flags (default: this Deno on main.ts). */
   daemonCommand?: readonly string[];
+  /** Extra daemon flags on every host. */
+  daemonArgs?: readonly string[];
+  /**
+   * Start the second host's daemon this long after the first (upstream flanneld started on
+   * two hosts at the same instant sometimes never programs the other: a watch race).
+   */
+  staggerMs?: number;
+}
+
+/** A two-host cluster running `backend` with the given daemons, started as {@link OursOptions} says. */
+async function daemonCluster(
+  backend: BackendType,
+  config: Record<string, unknown>,
+  { daemonCommand, daemonArgs, staggerMs = 0 }: OursOptions,
+): Promise<Cluster> {
+  const opts = { ...TOPOLOGY, backend, config, daemonCommand, daemonArgs };
+  if (!staggerMs) return await Cluster.create(opts);
+  const c = await Cluster.create({ ...opts, startDaemons: false });
+  try {
+    for (const [i, h] of c.hosts.entries()) {
+      if (i > 0) await sleep(staggerMs);
+      await c.startDaemon(h);
+    }
+    return c;
+  } catch (e) {
+    await c.destroy();
+    throw e;
+  }
 }
 
 /** One of our backends, run by our daemon on both hosts. */
@@ -101,16 +133,63 @@ export function ours(
   id: string,
   backend: BackendType,
   label: string,
-  { tunDev = null, extra = {}, daemonCommand }: OursOptions = {},
+  opts: OursOptions = {},
 ): PathSpec {
-  const config = { Backend: { Type: backend, ...extra } };
+  const config = { Backend: { Type: backend, ...opts.extra } };
   return {
     id,
     label,
-    reference: false,
+    kind: "ours",
     unavailable: () => backendKind(backend) ? null : "n/a (backend not available)",
+    open: async () => ready(await daemonCluster(backend, config, opts), null, opts.tunDev ?? null),
+  };
+}
+
+/**
+ * Upstream's flanneld binary (a test tool, never shipped): `$FLANNEL_UPSTREAM_BIN`, else
+ * v0.20.2 where this machine keeps it.
+ */
+export const UPSTREAM_FLANNELD = Deno.env.get("FLANNEL_UPSTREAM_BIN") ??
+  "/work/shared/upstream/flanneld-v0.20.2";
+
+/** Why upstream's binary cannot run, or null when it is there and executable. */
+export function upstreamUnavailable(): string | null {
+  try {
+    const st = Deno.statSync(UPSTREAM_FLANNELD);
+    if (!st.isFile || ((st.mode ?? 0) & 0o111) === 0) return `${UPSTREAM_FLANNELD} not executable`;
+    return null;
+  } catch {
+    return `skipped: no upstream flanneld at ${UPSTREAM_FLANNELD}`;
+  }
+}
+
+/** Staggered start: upstream's watch race when two hosts start at the same instant. */
+export const UPSTREAM_STAGGER_MS = 2000;
+
+/** Upstream's flanneld on `backend`, both hosts, compared with our row `counterpart`. */
+export function upstream(
+  id: string,
+  backend: BackendType,
+  label: string,
+  counterpart: string,
+  tunDev: string | null = null,
+): PathSpec {
+  const config = { Backend: { Type: backend } };
+  return {
+    id,
+    label,
+    kind: "upstream",
+    counterpart,
+    unavailable: upstreamUnavailable,
     open: async () =>
-      ready(await Cluster.create({ ...TOPOLOGY, backend, config, daemonCommand }), null, tunDev),
+      ready(
+        await daemonCluster(backend, config, {
+          daemonCommand: [UPSTREAM_FLANNELD],
+          staggerMs: UPSTREAM_STAGGER_MS,
+        }),
+        null,
+        tunDev,
+      ),
   };
 }
 
@@ -131,4 +210,7 @@ export const PATHS: readonly PathSpec[] = [
     extra: { DisableTxChecksumOffload: true },
   }),
   ours("host-gw", "host-gw", "flanneld host-gw"),
+  upstream("upstream-udp", "udp", "upstream v0.20.2 udp", "udp", "flannel0"),
+  upstream("upstream-vxlan", "vxlan", "upstream v0.20.2 vxlan", "vxlan"),
+  upstream("upstream-host-gw", "host-gw", "upstream v0.20.2 host-gw", "host-gw"),
 ];

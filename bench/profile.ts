@@ -12,13 +12,19 @@ import { parseArgs } from "node:util";
 import { DEFAULT_DAEMON_COMMAND } from "../tests/helpers/daemon.ts";
 import { must, run } from "../tests/helpers/netns.ts";
 import { sleep } from "../tests/helpers/wait.ts";
-import { tcp } from "./iperf.ts";
+import { tcp, udp } from "./iperf.ts";
 import { ours } from "./paths.ts";
 import { cpuSeconds } from "./proc.ts";
 
 const { values: v } = parseArgs({
   args: Deno.args,
-  options: { seconds: { type: "string", default: "8" }, streams: { type: "string", default: "1" } },
+  options: {
+    seconds: { type: "string", default: "8" },
+    streams: { type: "string", default: "1" },
+    // UDP payload size: profile a UDP run at --rate instead of TCP.
+    udp: { type: "string" },
+    rate: { type: "string", default: "100M" },
+  },
 });
 const seconds = Number(v.seconds);
 const [deno, ...rest] = DEFAULT_DAEMON_COMMAND;
@@ -36,7 +42,13 @@ console.error(
   `profiling daemons h0=${sender} (sends) and h1=${receiver} (receives) for ${seconds} s`,
 );
 const cpu0 = [sender, receiver].map(cpuSeconds);
-const load = tcp(ends, seconds + 2, Number(v.streams));
+const load = v.udp
+  ? udp(ends, seconds + 2, Number(v.udp), v.rate!).then((u) => ({
+    bps: u.pps * Number(v.udp) * 8,
+    retransmits: 0,
+    udp: u,
+  }))
+  : tcp(ends, seconds + 2, Number(v.streams));
 await sleep(1000); // past TCP slow start
 must(
   await run("perf", [
@@ -58,11 +70,14 @@ must(
 );
 const cpu = [sender, receiver].map((pid, i) => cpuSeconds(pid) - cpu0[i]);
 const result = await load;
+const moved = "udp" in result
+  ? `UDP ${v.udp} B: sent ${(result.udp.sentPps / 1e3).toFixed(1)} kpps, received ${
+    (result.udp.pps / 1e3).toFixed(1)
+  } kpps`
+  : `TCP ${(result.bps / 1e9).toFixed(2)} Gb/s, ${result.retransmits} retransmits`;
 console.log(
-  `TCP ${
-    (result.bps / 1e9).toFixed(2)
-  } Gb/s, ${result.retransmits} retransmits; daemon CPU over the ` +
-    `run: h0 ${cpu[0].toFixed(2)} s, h1 ${cpu[1].toFixed(2)} s (of ${seconds + 2} s)`,
+  `${moved}; daemon CPU over the run: h0 ${cpu[0].toFixed(2)} s, h1 ${cpu[1].toFixed(2)} s ` +
+    `(of ${seconds + 2} s)`,
 );
 
 /**

@@ -5,13 +5,17 @@
  */
 
 import type { CpResult } from "./control_plane.ts";
+import { lossSummary } from "./counters.ts";
 import type { PathResult } from "./measure.ts";
+import type { PathKind } from "./paths.ts";
 
 /** One data-path row: measured, not available here, or failed. */
 export interface PathRow {
   id: string;
   label: string;
-  reference: boolean;
+  kind: PathKind;
+  /** For an upstream row: the id of our row it is compared with. */
+  counterpart?: string;
   /** "ok", or the reason there are no numbers ("n/a (backend not available)", "failed: …"). */
   status: string;
   result?: PathResult;
@@ -96,10 +100,10 @@ export function ratios(row: PathRow, refs: PathRow[]): Record<string, Record<str
   return out;
 }
 
-/** Ratio table of our measured rows against the measured references. */
+/** Ratio table of the daemons' measured rows (ours and upstream's) against the measured references. */
 export function ratioTable(rows: PathRow[]): string {
-  const refs = rows.filter((r) => r.reference && r.result);
-  const ours = rows.filter((r) => !r.reference && r.result);
+  const refs = rows.filter((r) => r.kind === "reference" && r.result);
+  const ours = rows.filter((r) => r.kind !== "reference" && r.result);
   if (!refs.length || !ours.length) return "(no ratios: needs a measured reference and backend)";
   const header = [
     "backend",
@@ -114,11 +118,56 @@ export function ratioTable(rows: PathRow[]): string {
   );
 }
 
+/** `vxlan`, or `upstream vxlan` for upstream's daemon. */
+function cpName(c: CpResult): string {
+  return c.daemon === "upstream" ? `upstream ${c.backend}` : c.backend;
+}
+
+/** Ours ÷ upstream on the control plane, per backend and round: time, latency and memory. */
+export function controlPlaneRatioTable(results: CpResult[]): string {
+  const rows: string[][] = [];
+  for (const o of results.filter((c) => c.daemon === "ours")) {
+    const u = results.find((c) => c.daemon === "upstream" && c.backend === o.backend);
+    if (!u) continue;
+    for (const r of o.rounds) {
+      const ur = u.rounds.find((x) => x.peers === r.peers && x.parallel === r.parallel);
+      if (!ur) continue;
+      const mode = r.parallel === 1 ? "one by one" : `${r.parallel} in flight`;
+      // A daemon that missed leases has no comparable latency: say so instead of a ratio.
+      const missed = [r, ur].map((x, i) =>
+        x.missing ? `${i ? "upstream" : "ours"} missed ${x.missing}` : ""
+      ).filter((x) => x).join(", ");
+      rows.push(
+        missed ? [o.backend, String(r.peers), mode, missed, "-", "-"] : [
+          o.backend,
+          String(r.peers),
+          mode,
+          `${num(r.allProgrammedMs! / ur.allProgrammedMs!, 2)}×`,
+          `${num(r.p50Ms / ur.p50Ms, 2)}×`,
+          `${num(r.p99Ms / ur.p99Ms, 2)}×`,
+        ],
+      );
+    }
+    rows.push([
+      `  ${o.backend}: RSS idle ${
+        num(o.rssIdleKiB / u.rssIdleKiB, 2)
+      }×, with ${o.peakPeers} peers ${
+        num((o.rssPeakPeersKiB ?? NaN) / (u.rssPeakPeersKiB ?? NaN), 2)
+      }× upstream's`,
+    ]);
+  }
+  if (!rows.length) return "(no upstream control-plane rows measured)";
+  return formatTable(
+    ["backend", "peers", "puts", "all programmed", "p50", "p99"],
+    rows,
+  );
+}
+
 /** The control-plane table. */
 export function controlPlaneTable(results: CpResult[]): string {
   const rows = results.flatMap((c) => [
     ...c.rounds.map((r) => [
-      c.backend,
+      cpName(c),
       String(r.peers),
       r.parallel === 1 ? "one by one" : `${r.parallel} in flight`,
       r.allProgrammedMs === null ? `incomplete (${r.missing} missing)` : num(r.allProgrammedMs, 1),
@@ -128,7 +177,7 @@ export function controlPlaneTable(results: CpResult[]): string {
       r.lagMs === null ? "-" : num(r.lagMs, 1),
     ]),
     [
-      `  ${c.backend}: programmed = ${c.method}; daemon RSS idle ${fmtMiB(c.rssIdleKiB)}, ` +
+      `  ${cpName(c)}: programmed = ${c.method}; daemon RSS idle ${fmtMiB(c.rssIdleKiB)}, ` +
       `with ${c.peakPeers} peers ${fmtMiB(c.rssPeakPeersKiB)}`,
     ],
   ]);
@@ -144,5 +193,76 @@ export function controlPlaneTable(results: CpResult[]): string {
       "lag after last put ms",
     ],
     rows,
+  );
+}
+
+/** Ours ÷ upstream for one pair of rows: > 1 is better for throughput, worse for the rest. */
+export function upstreamRatios(o: PathResult, u: PathResult): Record<string, number> {
+  return {
+    tcp1: o.tcp1.bps / u.tcp1.bps,
+    tcp4: o.tcp4.bps / u.tcp4.bps,
+    udp64pps: o.udp64.pps / u.udp64.pps,
+    rttP50: o.rtt.p50 / u.rtt.p50,
+    cpuPerGB: (o.daemon?.cpuSecondsPerGB ?? NaN) / (u.daemon?.cpuSecondsPerGB ?? NaN),
+    peakRss: (o.daemon?.peakRssKiB ?? NaN) / (u.daemon?.peakRssKiB ?? NaN),
+  };
+}
+
+/** Pairs of (upstream row, our row) that were both measured. */
+export function upstreamPairs(rows: PathRow[]): [PathRow, PathRow][] {
+  return rows.flatMap((u) => {
+    const o = rows.find((r) => r.id === u.counterpart);
+    return u.kind === "upstream" && u.result && o?.result ? [[u, o] as [PathRow, PathRow]] : [];
+  });
+}
+
+/** Ours ÷ upstream's flanneld, backend by backend. */
+export function upstreamTable(rows: PathRow[]): string {
+  const pairs = upstreamPairs(rows);
+  const skipped = rows.filter((r) => r.kind === "upstream" && !r.result)
+    .map((r) => `${r.label}: ${r.status}`);
+  if (!pairs.length) return skipped.join("\n") || "(no upstream rows measured)";
+  const table = formatTable(
+    ["backend", "TCP 1×", "TCP 4×", "UDP pps", "RTT p50", "CPU s/GB", "peak RSS"],
+    pairs.map(([u, o]) => [
+      o.label,
+      ...Object.values(upstreamRatios(o.result!, u.result!)).map((x) => `${num(x, 2)}×`),
+    ]),
+  );
+  return [table, ...skipped].join("\n");
+}
+
+/** Where the 64-byte UDP run lost its packets, by place, for every measured row. */
+export function lossTable(rows: PathRow[]): string {
+  const places = ["client", "h0", "h1", "server"];
+  return formatTable(
+    ["path", "loss", ...places.map((p) => `lost in ${p}`)],
+    rows.filter((r) => r.result).map((r) => [
+      r.label,
+      `${num(r.result!.udp64.loss * 100, 1)} %`,
+      ...places.map((p) => lossSummary(r.result!.udpLosses[p] ?? {})),
+    ]),
+  );
+}
+
+/** The daemons' memory after the TCP runs, split by kind (bench/memory.ts). */
+export function memoryTable(rows: PathRow[]): string {
+  const mib = (k: number) => num(k / 1024, 1);
+  return formatTable(
+    ["daemon", "peak RSS", "RSS", "exe code", "exe data", "files", "[heap]", "arenas", "anon"],
+    rows.filter((r) => r.result?.daemon).map((r) => {
+      const m = r.result!.daemon!.memory;
+      return [
+        r.label,
+        mib(m.hwmKiB),
+        mib(m.rssKiB),
+        mib(m.exeCodeKiB),
+        mib(m.exeDataKiB),
+        mib(m.otherFilesKiB),
+        mib(m.mainHeapKiB),
+        mib(m.threadArenasKiB),
+        mib(m.otherAnonKiB),
+      ];
+    }),
   );
 }

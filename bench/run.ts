@@ -11,8 +11,20 @@ import type { BackendType } from "../tests/helpers/cluster.ts";
 import { benchControlPlane, type CpResult } from "./control_plane.ts";
 import { measurePath } from "./measure.ts";
 import { type BenchOptions, parseOptions, selected } from "./options.ts";
-import { PATHS, type PathSpec } from "./paths.ts";
-import { controlPlaneTable, type PathRow, pathTable, ratios, ratioTable } from "./report.ts";
+import { PATHS, type PathSpec, UPSTREAM_FLANNELD, upstreamUnavailable } from "./paths.ts";
+import {
+  controlPlaneRatioTable,
+  controlPlaneTable,
+  lossTable,
+  memoryTable,
+  type PathRow,
+  pathTable,
+  ratios,
+  ratioTable,
+  upstreamPairs,
+  upstreamRatios,
+  upstreamTable,
+} from "./report.ts";
 
 function progress(scope: string): (what: string) => void {
   return (what) =>
@@ -25,7 +37,13 @@ function message(e: unknown): string {
 
 /** Opens, measures and destroys one path; failures become the row's status. */
 async function measureRow(spec: PathSpec, o: BenchOptions): Promise<PathRow> {
-  const row: PathRow = { id: spec.id, label: spec.label, reference: spec.reference, status: "ok" };
+  const row: PathRow = {
+    id: spec.id,
+    label: spec.label,
+    kind: spec.kind,
+    counterpart: spec.counterpart,
+    status: "ok",
+  };
   const na = spec.unavailable();
   if (na) return { ...row, status: na };
   const note = progress(spec.id);
@@ -55,16 +73,25 @@ async function main(): Promise<void> {
   for (const spec of PATHS) if (selected(o, spec.id)) rows.push(await measureRow(spec, o));
 
   const cp: (CpResult | { backend: string; error: string })[] = [];
-  if (selected(o, "control-plane")) {
-    for (const b of cpBackends(o)) {
-      const note = progress(`control plane (${b})`);
-      try {
-        cp.push(await benchControlPlane(b, o.peerCounts, o.cpParallel, note));
-      } catch (e) {
-        note(`failed: ${message(e)}`);
-        cp.push({ backend: b, error: message(e) });
-      }
+  const cpSkipped: string[] = [];
+  const runCp = async (b: BackendType, upstream: boolean) => {
+    const name = upstream ? `upstream ${b}` : b;
+    const note = progress(`control plane (${name})`);
+    try {
+      const cmd = upstream ? [UPSTREAM_FLANNELD] : undefined;
+      cp.push(await benchControlPlane(b, o.peerCounts, o.cpParallel, note, cmd));
+    } catch (e) {
+      note(`failed: ${message(e)}`);
+      cp.push({ backend: name, error: message(e) });
     }
+  };
+  if (selected(o, "control-plane")) {
+    for (const b of cpBackends(o)) await runCp(b, false);
+  }
+  if (selected(o, "upstream-control-plane")) {
+    const na = upstreamUnavailable();
+    if (na) cpSkipped.push(`upstream control plane: ${na}`);
+    else for (const b of cpBackends(o)) if (b !== "udp") await runCp(b, true);
   }
 
   const host = Deno.hostname();
@@ -75,18 +102,43 @@ async function main(): Promise<void> {
   );
   if (rows.length) {
     console.log(pathTable(rows));
-    console.log(`\nours ÷ reference (RTT: ours ÷ reference, > 1 is slower)\n${ratioTable(rows)}`);
+    console.log(
+      `\ndaemon ÷ reference (RTT: daemon ÷ reference, > 1 is slower)\n${ratioTable(rows)}`,
+    );
+    if (rows.some((r) => r.kind === "upstream")) {
+      console.log(
+        `\nours ÷ upstream flanneld (TCP, pps: > 1 is faster; RTT, CPU, RSS: < 1 is better)\n${
+          upstreamTable(rows)
+        }`,
+      );
+    }
+    if (rows.some((r) => r.result)) {
+      console.log(`\nwhere the ${o.udpRate} 64-byte UDP run lost packets\n${lossTable(rows)}`);
+    }
+    if (rows.some((r) => r.result?.daemon)) {
+      console.log(
+        `\ndaemon memory after the TCP runs, MiB (bench/memory.ts)\n${memoryTable(rows)}`,
+      );
+    }
   }
   const measured = cp.filter((c): c is CpResult => "rounds" in c);
-  if (cp.length) {
+  if (cp.length || cpSkipped.length) {
     console.log(
       `\ncontrol plane (1 daemon host; N peer leases put into etcd; latency = put sent → programmed)`,
     );
     if (measured.length) console.log(controlPlaneTable(measured));
     for (const c of cp) if ("error" in c) console.log(`${c.backend}: failed: ${c.error}`);
+    for (const line of cpSkipped) console.log(line);
+    if (measured.some((c) => c.daemon === "upstream")) {
+      console.log(
+        `\ncontrol plane, ours ÷ upstream (< 1 is faster / smaller)\n${
+          controlPlaneRatioTable(measured)
+        }`,
+      );
+    }
   }
 
-  const refs = rows.filter((r) => r.reference);
+  const refs = rows.filter((r) => r.kind === "reference");
   const doc = {
     date: started.toISOString(),
     host,
@@ -94,7 +146,13 @@ async function main(): Promise<void> {
     kernel: Deno.osRelease(),
     deno: Deno.version.deno,
     options: { ...o, only: o.only ? [...o.only] : null },
-    paths: rows.map((r) => ({ ...r, ratios: r.reference ? undefined : ratios(r, refs) })),
+    paths: rows.map((r) => ({
+      ...r,
+      ratios: r.kind === "reference" ? undefined : ratios(r, refs),
+    })),
+    oursOverUpstream: Object.fromEntries(
+      upstreamPairs(rows).map(([u, o]) => [o.id, upstreamRatios(o.result!, u.result!)]),
+    ),
     controlPlane: cp,
   };
   await Deno.mkdir(o.outDir, { recursive: true });

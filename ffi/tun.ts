@@ -156,6 +156,23 @@ export class TunDevice {
     }
   }
 
+  /**
+   * Whether the kernel knows the TUN_F_* bits `extra` (on a device with offloads): asks for
+   * them on top of the current offloads, then puts those back. (TUN_F_USO4 | TUN_F_USO6,
+   * only accepted together, are known from Linux 6.2, the release whose virtio_net_hdr
+   * parsing also takes UDP super-packets written to the device.)
+   */
+  knowsOffload(extra: number): boolean {
+    if (!this.vnetHdr) return false;
+    try {
+      ioctlValue(this.#fd, TUNSETOFFLOAD, this.offloads | extra, "TUNSETOFFLOAD");
+    } catch {
+      return false;
+    }
+    ioctlValue(this.#fd, TUNSETOFFLOAD, this.offloads, "TUNSETOFFLOAD");
+    return true;
+  }
+
   /** The raw fd; -1 after {@link close}. */
   get fd(): number {
     return this.#fd;

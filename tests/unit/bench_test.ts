@@ -1,10 +1,19 @@
 // Unit tests for the benchmark's pure pieces: option parsing, log/monitor line parsers,
-// percentiles, fake peers and table layout.
+// percentiles, fake peers, table layout, kernel counters, smaps and the upstream ratios.
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 import { formatLine } from "../../lib/core/log.ts";
 import { makePeers } from "../../bench/control_plane.ts";
 import { parseOptions } from "../../bench/options.ts";
 import { percentile } from "../../bench/proc.ts";
+import {
+  delta,
+  isLoss,
+  lossSummary,
+  parseBackendMetrics,
+  parseSnmp,
+} from "../../bench/counters.ts";
+import { parseSmaps } from "../../bench/memory.ts";
+import { controlPlaneRatioTable } from "../../bench/report.ts";
 import { formatTable } from "../../bench/report.ts";
 import { parseKlogLine, parseMonitorLine } from "../../bench/watch.ts";
 import { parsePing } from "../helpers/ping.ts";
@@ -97,4 +106,105 @@ Deno.test("formatTable aligns columns and prints one-cell rows as they are", () 
       "udp: n/a\n" +
       "vxlan  10 Gb/s",
   );
+});
+
+Deno.test("parseSnmp: header and value lines pair up per protocol", () => {
+  const text = "Ip: Forwarding DefaultTTL InDiscards\nIp: 1 64 3\n" +
+    "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors\nUdp: 100 2 7 50 5\n";
+  assertEquals(parseSnmp(text), {
+    "Ip.Forwarding": 1,
+    "Ip.DefaultTTL": 64,
+    "Ip.InDiscards": 3,
+    "Udp.InDatagrams": 100,
+    "Udp.NoPorts": 2,
+    "Udp.InErrors": 7,
+    "Udp.OutDatagrams": 50,
+    "Udp.RcvbufErrors": 5,
+  });
+});
+
+Deno.test("delta and lossSummary: only what changed, only what counts a loss", () => {
+  const d = delta(
+    { "Udp.RcvbufErrors": 5, "Udp.InDatagrams": 10, "link.flannel0.tx_dropped": 0, x: 1 },
+    { "Udp.RcvbufErrors": 9, "Udp.InDatagrams": 30, "link.flannel0.tx_dropped": 2, x: 1 },
+  );
+  assertEquals(d, { "Udp.RcvbufErrors": 4, "Udp.InDatagrams": 20, "link.flannel0.tx_dropped": 2 });
+  assertEquals(lossSummary(d), "Udp.RcvbufErrors 4, link.flannel0.tx_dropped 2");
+  assert(!isLoss("Udp.InErrors"), "InErrors repeats RcvbufErrors");
+  assertEquals(lossSummary({ "Udp.InDatagrams": 3 }), "-");
+});
+
+Deno.test("parseBackendMetrics: the daemon's backend families with their labels", () => {
+  const text = [
+    "# TYPE flannel_backend_packets_total counter",
+    'flannel_backend_packets_total{backend="udp",direction="rx"} 42',
+    'flannel_backend_dropped_packets_total{backend="udp",direction="tx",reason="no_route"} 3',
+    'flannel_backend_rx_tun_writes_total{backend="udp"} 7',
+    "flannel_ready 1",
+  ].join("\n");
+  assertEquals(parseBackendMetrics(text), {
+    "daemon.packets.rx": 42,
+    "daemon.dropped_packets.tx.no_route": 3,
+    "daemon.rx_tun_writes": 7,
+  });
+});
+
+Deno.test("parseSmaps: executable, files, heap, 64 MiB-aligned arenas and other anonymous memory", () => {
+  const map = (range: string, perm: string, path = "") =>
+    `${range} ${perm} 00000000 00:00 0          ${path}`;
+  const text = [
+    map("55d3b1610000-55d3b319e000", "r--p", "/usr/bin/deno"),
+    "Rss:                1000 kB",
+    map("55d3b3414000-55d3b7108000", "r-xp", "/usr/bin/deno"),
+    "Rss:                2000 kB",
+    map("55d3b7200000-55d3b7300000", "rw-p", "[heap]"),
+    "Rss:                 300 kB",
+    map("7f0000000000-7f0000100000", "rw-p"), // starts on a 64 MiB boundary: an arena
+    "Rss:                 400 kB",
+    map("7f0000100000-7f0004000000", "---p"), // the rest of that arena
+    "Rss:                   0 kB",
+    map("7f0008001000-7f0008002000", "rw-p"), // past the arena, not on a boundary: not one
+    "Rss:                  50 kB",
+    map("7f1000001000-7f1000002000", "rw-p"),
+    "Rss:                  60 kB",
+    map("7f2000000000-7f2000001000", "r-xp", "/usr/lib/libc.so.6"),
+    "Rss:                  70 kB",
+  ].join("\n");
+  assertEquals(parseSmaps(text, "/usr/bin/deno"), {
+    exeCodeKiB: 2000,
+    exeDataKiB: 1000,
+    otherFilesKiB: 70,
+    mainHeapKiB: 300,
+    threadArenasKiB: 400,
+    otherAnonKiB: 110,
+  });
+});
+
+Deno.test("controlPlaneRatioTable: ratios where both programmed all, the misses named otherwise", () => {
+  const round = (peers: number, ms: number | null, missing = 0) => ({
+    peers,
+    parallel: 1,
+    allProgrammedMs: ms,
+    p50Ms: 2,
+    p99Ms: 4,
+    writeMs: 10,
+    lagMs: 1,
+    missing,
+  });
+  const cp = (daemon: "ours" | "upstream", rounds: ReturnType<typeof round>[]) => ({
+    backend: "vxlan",
+    daemon,
+    method: "m",
+    rounds,
+    rssIdleKiB: daemon === "ours" ? 2048 : 1024,
+    rssPeakPeersKiB: 4096,
+    peakPeers: 100,
+  });
+  const table = controlPlaneRatioTable([
+    cp("ours", [round(10, 50), round(100, 400)]),
+    cp("upstream", [round(10, 100), round(100, null, 5)]),
+  ]);
+  assert(/vxlan\s+10\s+one by one\s+0\.50×\s+1\.00×\s+1\.00×/.test(table), table);
+  assert(table.includes("upstream missed 5"), table);
+  assert(table.includes("RSS idle 2.00×, with 100 peers 1.00×"), table);
 });

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { TUN_F_CSUM, TUN_F_TSO4, TunDevice } from "../../../ffi/tun.ts";
+import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_USO4, TUN_F_USO6, TunDevice } from "../../../ffi/tun.ts";
 import { close } from "../../../ffi/libc.ts";
 import {
   addrList,
@@ -190,8 +190,10 @@ export class UdpBackend implements Backend {
         subnet: own.subnet,
         peers: this.#peers,
         tunTso: this.#tun.vnetHdr,
+        tunUso: this.#tun.knowsOffload(TUN_F_USO4 | TUN_F_USO6),
         udpGso: sock.gso,
         udpGro: sock.gro,
+        ...datapathTuning(),
       });
     } catch (e) {
       await this.stop();
@@ -210,6 +212,7 @@ export class UdpBackend implements Backend {
       tun_tso: this.#tun.vnetHdr,
       udp_gso: this.#datapath.stats().feature_udp_gso === 1,
       udp_gro: this.#datapath.stats().feature_udp_gro === 1,
+      udp_coalesce: this.#datapath.stats().feature_udp_coalesce === 1,
     });
   }
 
@@ -338,6 +341,14 @@ function readTxDropped(device: string): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The data path layout, for measurements (bench/compare.ts): `FLANNEL_UDP_WORKERS=2` gives
+ * each direction its own Worker instead of one for both (see README, "udp backend").
+ */
+function datapathTuning(): { workers: 1 | 2 } {
+  return { workers: Deno.env.get("FLANNEL_UDP_WORKERS") === "2" ? 2 : 1 };
 }
 
 /** Factory for the registry. */

@@ -31,7 +31,8 @@ export const COUNTER_NAMES = [
   "rx_drop_unknown_source",
   "rx_drop_ttl",
   "rx_drop_tun_write",
-  // Offloads: super-packets split (TSO) and written (coalesced), UDP GSO sends and GRO buffers.
+  // Offloads: super-packets split (TSO) and written (coalesced, TCP and UDP), UDP GSO sends
+  // and GRO buffers.
   "tx_tso_superpackets",
   "tx_gso_sends",
   "rx_gro_buffers",
@@ -42,6 +43,7 @@ export const COUNTER_NAMES = [
   "feature_tun_tso",
   "feature_udp_gso",
   "feature_udp_gro",
+  "feature_udp_coalesce",
 ] as const;
 
 /** A counter's name. */

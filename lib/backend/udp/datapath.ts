@@ -1,7 +1,8 @@
 /**
- * The udp data path: two Workers (TUN→UDP and UDP→TUN) around an already open TUN fd and
- * tunnel socket, sharing the peer table, the counters and a stop flag through
- * SharedArrayBuffers. Knows nothing about leases, netlink or config: the backend wires it.
+ * The udp data path: Worker(s) around an already open TUN fd and tunnel socket, sharing the
+ * peer table, the counters and a stop flag through SharedArrayBuffers. By default one
+ * Worker runs both directions (datapath_worker.ts); with `workers: 2` each direction has
+ * its own. Knows nothing about leases, netlink or config: the backend wires it.
  * @module
  */
 
@@ -10,7 +11,13 @@ import type { IP4Net } from "../../core/ip.ts";
 import { getVerbosity, logger } from "../../core/log.ts";
 import { C, createCounters, snapshotCounters } from "./counters.ts";
 import type { PeerTable } from "./peers.ts";
-import { CTL_STOP, CTL_WORDS, type WorkerInit, type WorkerReport } from "./worker_protocol.ts";
+import {
+  CTL_STOP,
+  CTL_WORDS,
+  type DirectionName,
+  type WorkerInit,
+  type WorkerReport,
+} from "./worker_protocol.ts";
 
 const log = logger("udp");
 
@@ -33,6 +40,10 @@ export interface DatapathOptions {
   udpGso?: boolean;
   /** UDP_GRO is on on the socket. */
   udpGro?: boolean;
+  /** The TUN takes UDP super-packets (Linux ≥ 6.2): coalesce UDP flows too. */
+  tunUso?: boolean;
+  /** Worker threads: 1 runs both directions (default), 2 gives each its own. */
+  workers?: 1 | 2;
 }
 
 /** A running Worker and the promise of its end. */
@@ -42,9 +53,12 @@ interface Running {
   ended: Promise<string | null>;
 }
 
+const WORKER_MODULE = "./datapath_worker.ts";
+
 /** Starts one Worker and resolves once it reports ready; rejects if it fails first. */
-function spawn(file: string, init: WorkerInit): Promise<Running> {
-  const worker = new Worker(new URL(file, import.meta.url), { type: "module" });
+function spawn(init: WorkerInit): Promise<Running> {
+  const file = `${WORKER_MODULE} (${init.directions.join(", ")})`;
+  const worker = new Worker(new URL(WORKER_MODULE, import.meta.url), { type: "module" });
   return new Promise((resolveReady, rejectReady) => {
     let settle: (v: string | null) => void = () => {};
     const ended = new Promise<string | null>((r) => settle = r);
@@ -84,7 +98,7 @@ export class UdpDatapath {
     this.#wakeFd = wakeFd;
   }
 
-  /** Starts both Workers; resolves when both run. On failure, stops what started and throws. */
+  /** Starts the Worker(s); resolves when they run. On failure, stops what started and throws. */
   static async start(opts: DatapathOptions): Promise<UdpDatapath> {
     const counters = createCounters();
     const control = new Int32Array(new SharedArrayBuffer(CTL_WORDS * 4));
@@ -94,7 +108,9 @@ export class UdpDatapath {
     counters[C.feature_tun_tso] = opts.tunTso ? 1 : 0;
     counters[C.feature_udp_gso] = opts.udpGso ? 1 : 0;
     counters[C.feature_udp_gro] = opts.udpGro ? 1 : 0;
-    const init: WorkerInit = {
+    const udpCoalesce = !!opts.tunTso && !!opts.tunUso;
+    counters[C.feature_udp_coalesce] = udpCoalesce ? 1 : 0;
+    const init: Omit<WorkerInit, "directions"> = {
       tunFd: opts.tunFd,
       sockFd: opts.sockFd,
       wakeFd,
@@ -106,13 +122,17 @@ export class UdpDatapath {
       vnetHdr: !!opts.tunTso,
       udpGso: !!opts.udpGso,
       udpGro: !!opts.udpGro,
+      udpCoalesce,
       peers: opts.peers.buffer,
       counters: counters.buffer,
       control: control.buffer,
       verbosity: getVerbosity(),
     };
-    const files = ["./tun_to_udp_worker.ts", "./udp_to_tun_worker.ts"];
-    const results = await Promise.allSettled(files.map((f) => spawn(f, init)));
+    const both: DirectionName[] = ["tun→udp", "udp→tun"];
+    const layout = opts.workers === 2 ? both.map((d) => [d]) : [both];
+    const results = await Promise.allSettled(
+      layout.map((directions) => spawn({ ...init, directions })),
+    );
     for (const r of results) if (r.status === "fulfilled") dp.#workers.push(r.value);
     const failed = results.find((r) => r.status === "rejected");
     if (failed) {
@@ -124,7 +144,11 @@ export class UdpDatapath {
         if (!dp.#stopped) log.error("udp worker ended unexpectedly", { error: err ?? "returned" });
       });
     }
-    log.info("udp data path started", { mtu: opts.mtu, batch });
+    log.info("udp data path started", {
+      mtu: opts.mtu,
+      batch,
+      workers: layout.length,
+    });
     return dp;
   }
 
@@ -134,9 +158,9 @@ export class UdpDatapath {
   }
 
   /**
-   * Asks both Workers to return (stop flag + eventfd for the poll()ing one; the receiving
-   * one sees the flag within the socket's receive timeout) and waits up to `timeoutMs`;
-   * Workers still blocked then are terminated. The caller closes the fds afterwards.
+   * Asks the Workers to return (stop flag + eventfd in their poll set) and waits up to
+   * `timeoutMs`; Workers still blocked then are terminated. The caller closes the fds
+   * afterwards.
    */
   async stop(timeoutMs = 2000): Promise<void> {
     if (this.#stopped) return;

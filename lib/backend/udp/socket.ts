@@ -1,21 +1,18 @@
 /**
  * The udp backend's tunnel socket: one UDP socket bound to the external interface's
  * address and the configured port, with large kernel buffers (bursts from the TUN would
- * otherwise overflow the default ~200 KiB) and a receive timeout, so that the receiving
- * Worker, blocked in recvmmsg, notices a stop request within that time.
+ * otherwise overflow the default ~200 KiB). The data path Worker receives from it without
+ * blocking (it waits in poll()).
  * @module
  */
 
 import {
   AF_INET,
   bind,
-  check,
   close,
-  libc,
   setsockoptInt,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
-  SO_RCVTIMEO,
   SO_SNDBUF,
   SO_SNDBUFFORCE,
   SOCK_CLOEXEC,
@@ -33,8 +30,6 @@ import { UDP_GRO, UDP_SEGMENT } from "./mmsg.ts";
 export interface TunnelSocketOptions {
   /** Kernel send and receive buffer size in bytes (default 4 MiB). */
   bufferBytes?: number;
-  /** Receive timeout in ms: bounds how long a stop request waits (default 100). */
-  receiveTimeoutMs?: number;
   /** Try UDP GSO (send) and UDP GRO (receive) (default false). */
   offloads?: boolean;
 }
@@ -80,12 +75,6 @@ export function openTunnelSocket(
     const bytes = opts.bufferBytes ?? 4 << 20;
     setBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, bytes);
     setBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, bytes);
-    const ms = opts.receiveTimeoutMs ?? 100;
-    const tv = new Uint8Array(16); // struct timeval: tv_sec, tv_usec (64-bit each)
-    const v = new DataView(tv.buffer);
-    v.setBigInt64(0, BigInt(Math.floor(ms / 1000)), true);
-    v.setBigInt64(8, BigInt((ms % 1000) * 1000), true);
-    check("setsockopt", libc.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16), "SO_RCVTIMEO");
     bind(fd, sockaddrIn(ip, port), `${formatIP4(ip)}:${port}`);
     // UDP_SEGMENT 0 keeps the socket's default "no GSO" (the size comes per send in a
     // cmsg): setting it only proves the kernel has UDP GSO (Linux ≥ 4.18).

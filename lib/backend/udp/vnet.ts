@@ -80,6 +80,21 @@ export function writeVnetTcp4(
 }
 
 /**
+ * Writes a UDP super-packet header at `off` (gso_type UDP_L4): the kernel cuts the packet
+ * after it into datagrams of `payload` bytes each (the last may be shorter), each with its
+ * own IP and UDP header and a UDP checksum finished from `csumStart` (the IP header length),
+ * whose field must hold the pseudo-header sum of the whole.
+ */
+export function writeVnetUdp4(v: DataView, off: number, payload: number, csumStart: number): void {
+  v.setUint8(off + FLAGS, VNET_F_NEEDS_CSUM);
+  v.setUint8(off + GSO_TYPE, VNET_GSO_UDP_L4);
+  v.setUint16(off + HDR_LEN, csumStart + 8, true);
+  v.setUint16(off + GSO_SIZE, payload, true);
+  v.setUint16(off + CSUM_START, csumStart, true);
+  v.setUint16(off + CSUM_OFFSET, 6, true); // UDP checksum field
+}
+
+/**
  * Completes a partial checksum (NEEDS_CSUM) of the packet at `pkt`, `len` bytes: sums from
  * `csumStart` to the end (the field already holds the pseudo-header sum) and stores the
  * complement. `udp` maps a result of 0 to 0xffff (0 means "no checksum" in UDP). Returns

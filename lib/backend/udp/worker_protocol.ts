@@ -1,5 +1,5 @@
 /**
- * What the udp data path's main thread and its two Workers exchange: one start message with
+ * What the udp data path's main thread and its Worker(s) exchange: one start message with
  * fds and SharedArrayBuffers, then reports back (ready, stopped, error). Everything that
  * changes while running (peers, counters, the stop flag) goes through shared memory,
  * because a Worker blocked in a syscall never runs its message handler.
@@ -10,11 +10,25 @@ import { selfTest } from "../../../ffi/libc.ts";
 import type { IP4Net } from "../../core/ip.ts";
 import { setVerbosity } from "../../core/log.ts";
 
+/** A direction of the data path: TUN → UDP or UDP → TUN. */
+export type DirectionName = "tun→udp" | "udp→tun";
+
+/** One direction as a Worker runs it: the fd it reads, and a drain step. */
+export interface Direction {
+  name: DirectionName;
+  /** The fd whose readability means work (TUN or socket), non-blocking. */
+  fd: number;
+  /** Moves what is readable now, up to one batch; returns whether more may be waiting. */
+  drain(): boolean;
+}
+
 /** Start message of a data path Worker. */
 export interface WorkerInit {
+  /** The directions this Worker runs (both, or one when each has its own Worker). */
+  directions: DirectionName[];
   tunFd: number;
   sockFd: number;
-  /** eventfd that the main thread writes to wake a Worker waiting in poll(). */
+  /** eventfd that the main thread writes to wake a Worker waiting in poll() (on stop). */
   wakeFd: number;
   /** TUN MTU: largest packet read from the TUN. */
   mtu: number;
@@ -32,6 +46,8 @@ export interface WorkerInit {
   udpGso: boolean;
   /** UDP_GRO is on on the socket. */
   udpGro: boolean;
+  /** The TUN takes UDP super-packets (UDP_L4): UDP flows are coalesced like TCP ones. */
+  udpCoalesce: boolean;
   peers: SharedArrayBuffer;
   counters: SharedArrayBuffer;
   /** Int32Array; slot {@link CTL_STOP} non-zero asks the Worker to return. */

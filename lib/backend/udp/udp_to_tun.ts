@@ -1,7 +1,6 @@
 /**
- * Worker: UDP → TUN. Blocks in recvmmsg(MSG_WAITFORONE) (the socket has a receive timeout,
- * so the stop flag is seen within it), validates each datagram and writes the inner packet
- * to the TUN. Drop reasons, checked in this order: not a well-formed IPv4 packet
+ * UDP → TUN, one direction of the data path Worker: receives a batch with one non-blocking
+ * recvmmsg, validates each datagram and writes the inner packet to the TUN. Drop reasons, checked in this order: not a well-formed IPv4 packet
  * ("malformed"), inner destination outside our subnet ("not_our_subnet"), sender is no
  * peer's public IP ("unknown_source"), TTL expired ("ttl"). Synchronous FFI only, nothing
  * allocated per packet.
@@ -14,14 +13,14 @@
  */
 
 import { C } from "./counters.ts";
-import { CTL_STOP, serveWorker, type WorkerInit } from "./worker_protocol.ts";
+import type { Direction, WorkerInit } from "./worker_protocol.ts";
 import { CMSG_SPACE_INT, IoVec, MsgBatch } from "./mmsg.ts";
 import { PeerTable } from "./peers.ts";
 import { decrementTTL, ipv4Dst, ipv4TotalLength, isValidIPv4 } from "./packet.ts";
 import { sumViews } from "./checksum.ts";
 import { allocSummable } from "./checksum_wasm.ts";
 import { Coalescer } from "./gro.ts";
-import { ERRNO, errno, errnoName, libc, MSG_WAITFORONE } from "../../../ffi/libc.ts";
+import { ERRNO, errno, errnoName, libc, MSG_DONTWAIT } from "../../../ffi/libc.ts";
 import { formatNet4, mask4 } from "../../core/ip.ts";
 import { logger, OnceLogger } from "../../core/log.ts";
 
@@ -33,7 +32,8 @@ const GRO_BUFFER = 65535;
 /** GRO buffers per recvmmsg (each 64 KB). */
 const GRO_BATCH = 32;
 
-function run(init: WorkerInit, control: Int32Array, ready: () => void): void {
+/** The UDP → TUN direction over `init`'s socket and TUN fd. */
+export function udpToTun(init: WorkerInit): Direction {
   const { tunFd, sockFd, vnetHdr, udpGro, maxDatagram } = init;
   const batch = udpGro ? Math.min(init.batch, GRO_BATCH) : init.batch;
   const peers = PeerTable.attach(init.peers);
@@ -51,13 +51,16 @@ function run(init: WorkerInit, control: Int32Array, ready: () => void): void {
   const once = new OnceLogger(log);
   const { writev, recvmmsg } = libc;
 
-  /** Writes `len` bytes at `off` to the TUN, retrying briefly when its queue is full. */
-  function emit(off: number, len: number): void {
+  /**
+   * Writes `len` bytes at `off` to the TUN, retrying briefly when its queue is full;
+   * returns false when the packet was dropped, with the errno in `lastError`.
+   */
+  function emit(off: number, len: number): boolean {
     out.aim(off, len);
     for (let tries = 0; tries <= TUN_WRITE_RETRIES; tries++) {
       if (writev(tunFd, out.iov, 1) === len) {
         counts[C.rx_tun_writes]++;
-        return;
+        return true;
       }
       const e = errno();
       if (e !== ERRNO.EAGAIN && e !== ERRNO.EINTR) {
@@ -66,8 +69,17 @@ function run(init: WorkerInit, control: Int32Array, ready: () => void): void {
       }
     }
     counts[C.rx_drop_tun_write]++;
+    return false;
   }
-  const coalescer = vnetHdr ? new Coalescer(view, sumViews(slots.bytes.buffer), emit) : null;
+  const coalescer = vnetHdr
+    ? new Coalescer(view, sumViews(slots.bytes.buffer), emit, {
+      udp: init.udpCoalesce,
+      onUdpRefused: () => {
+        counts[C.feature_udp_coalesce] = 0;
+        log.warn("the TUN refused a UDP super-packet; UDP datagrams are written one by one now");
+      },
+    })
+    : null;
 
   /** Validates the datagram at `off` (`len` bytes, from a peer or not) and passes it on. */
   function forward(off: number, len: number, fromPeer: boolean): void {
@@ -106,32 +118,33 @@ function run(init: WorkerInit, control: Int32Array, ready: () => void): void {
     coalescer?.flush();
   }
 
-  ready();
-  log.info("udp→tun worker running", {
-    sockFd,
-    batch,
-    subnet: formatNet4(init.subnet),
-    gro: udpGro,
-    coalesce: vnetHdr,
-  });
-  while (Atomics.load(control, CTL_STOP) === 0) {
+  /** Receives and forwards one batch; returns whether it was full (more may be waiting). */
+  function drain(): boolean {
     slots.prepareReceive();
-    const n = recvmmsg(sockFd, headers[0], batch, MSG_WAITFORONE, null);
+    const n = recvmmsg(sockFd, headers[0], batch, MSG_DONTWAIT, null);
     if (n < 0) {
       const e = errno();
-      if (e === ERRNO.EAGAIN || e === ERRNO.EINTR) continue; // receive timeout: look at the stop flag
+      if (e === ERRNO.EAGAIN) return false;
+      if (e === ERRNO.EINTR) return true;
       if (e === ERRNO.EBADF) throw new Error("UDP socket closed under the worker");
       once.warn(`recv:${e}`, "UDP receive failed", { errno: errnoName(e) });
-      continue;
+      return false;
     }
-    if (Atomics.load(control, CTL_STOP) !== 0) break;
     for (let i = 0; i < n; i++) forwardSlot(i);
     if (coalescer) {
       counts[C.rx_coalesced_superpackets] = coalescer.superPackets;
       counts[C.rx_coalesced_segments] = coalescer.coalescedSegments;
     }
     counts[C.rx_batches]++;
+    return n === batch;
   }
-}
 
-serveWorker(run);
+  log.info("udp→tun running", {
+    sockFd,
+    batch,
+    subnet: formatNet4(init.subnet),
+    gro: udpGro,
+    coalesce: vnetHdr,
+  });
+  return { name: "udp→tun", fd: sockFd, drain };
+}

@@ -1,10 +1,9 @@
 /**
- * Worker: TUN → UDP. Waits in poll() on the TUN and a wake-up eventfd, then drains the
- * non-blocking TUN into a send arena: each packet is validated, its peer looked up
- * (unknown destination → ICMP net-unreachable written back to the TUN), its TTL decremented,
- * and the batch goes out with one sendmmsg. Synchronous FFI only, nothing allocated per
- * packet (measured here: a promise per packet costs ~110 µs, a synchronous fast call
- * 7–35 ns; one Worker per direction with blocking batched calls was the fastest design).
+ * TUN → UDP, one direction of the data path Worker: drains the non-blocking TUN into a send
+ * arena: each packet is validated, its peer looked up (unknown destination → ICMP
+ * net-unreachable written back to the TUN), its TTL decremented, and the batch goes out with
+ * one sendmmsg. Synchronous FFI only, nothing allocated per packet (measured here: a promise
+ * per packet costs ~110 µs, a synchronous fast call 7–35 ns).
  *
  * With offloads the TUN hands over TCP super-packets (virtio_net_hdr TCPV4, up to 64 KB):
  * they are split here into MTU-sized IPv4 packets (tso.ts) and sent with UDP GSO, one
@@ -16,7 +15,7 @@
  */
 
 import { C } from "./counters.ts";
-import { CTL_STOP, serveWorker, type WorkerInit } from "./worker_protocol.ts";
+import type { Direction, WorkerInit } from "./worker_protocol.ts";
 import { GSO_MAX_BYTES, GSO_MAX_SEGMENTS, SendArena } from "./send_arena.ts";
 import { PeerTable } from "./peers.ts";
 import {
@@ -41,7 +40,7 @@ import {
   VNET_HDR_LEN,
   VnetHdr,
 } from "./vnet.ts";
-import { ERRNO, errno, errnoName, libc, POLLIN } from "../../../ffi/libc.ts";
+import { ERRNO, errno, errnoName, libc } from "../../../ffi/libc.ts";
 import { formatIP4 } from "../../core/ip.ts";
 import { logger, OnceLogger } from "../../core/log.ts";
 
@@ -54,8 +53,9 @@ const IPPROTO_UDP = 17;
 /** errnos with which the kernel refuses a UDP GSO send that plain datagrams may pass. */
 const GSO_REFUSED = new Set([ERRNO.EMSGSIZE, ERRNO.EINVAL, ERRNO.EIO, ERRNO.EOPNOTSUPP]);
 
-function run(init: WorkerInit, control: Int32Array, ready: () => void): void {
-  const { tunFd, sockFd, wakeFd, batch, tunAddr, vnetHdr } = init;
+/** The TUN → UDP direction over `init`'s TUN fd and socket. */
+export function tunToUdp(init: WorkerInit): Direction {
+  const { tunFd, sockFd, batch, tunAddr, vnetHdr } = init;
   let gso = init.udpGso;
   const peers = PeerTable.attach(init.peers);
   const counts = new Float64Array(init.counters);
@@ -74,14 +74,8 @@ function run(init: WorkerInit, control: Int32Array, ready: () => void): void {
   const icmp = new Uint8Array(head + ICMP_UNREACH_MAX);
   const icmpView = new DataView(icmp.buffer, head);
   const peer = new Uint32Array(2);
-  const pfd = new Uint8Array(16); // two struct pollfd: TUN, eventfd
-  const pv = new DataView(pfd.buffer);
-  pv.setInt32(0, tunFd, true);
-  pv.setInt16(4, POLLIN, true);
-  pv.setInt32(8, wakeFd, true);
-  pv.setInt16(12, POLLIN, true);
   const once = new OnceLogger(log);
-  const { readv, write, poll, sendmmsg } = libc;
+  const { readv, write, sendmmsg } = libc;
 
   /** Sends entry i's datagrams one by one (the kernel refused it as one GSO send). */
   function sendPlain(i: number): void {
@@ -246,24 +240,6 @@ function run(init: WorkerInit, control: Int32Array, ready: () => void): void {
     return more;
   }
 
-  ready();
-  log.info("tun→udp worker running", {
-    tunFd,
-    batch,
-    tunAddr: formatIP4(tunAddr),
-    tso: vnetHdr,
-    gso,
-  });
-  while (Atomics.load(control, CTL_STOP) === 0) {
-    if (poll(pfd, 2, -1) < 0) {
-      if (errno() === ERRNO.EINTR) continue;
-      throw new Error(`poll failed: ${errnoName(errno())}`);
-    }
-    // Keep draining while batches come back full: poll() is only worth it once the TUN is empty.
-    for (let rounds = 0; rounds < 1024 && Atomics.load(control, CTL_STOP) === 0; rounds++) {
-      if (!fill()) break;
-    }
-  }
+  log.info("tun→udp running", { tunFd, batch, tunAddr: formatIP4(tunAddr), tso: vnetHdr, gso });
+  return { name: "tun→udp", fd: tunFd, drain: fill };
 }
-
-serveWorker(run);
