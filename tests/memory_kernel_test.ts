@@ -40,20 +40,10 @@ import {
   vxlanCreate,
   withNetlinkSocket,
 } from "../ffi/netlink/mod.ts";
-import {
-  formatIP,
-  formatNet,
-  isLinkLocal6,
-  netInside,
-  parseCIDR4,
-  parseCIDR6,
-  parseIP4,
-  parseIP6,
-} from "../lib/core/ip.ts";
+import { formatIP, formatNet, isLinkLocal6, netInside } from "../lib/core/ip.ts";
 import { formatMAC, parseMAC } from "../lib/core/mac.ts";
+import { ip4, ip6, net4 as net, net6 } from "./helpers/addr.ts";
 
-const ip4 = (s: string) => parseIP4(s)!;
-const net = (s: string) => parseCIDR4(s)!;
 const PEER_MAC = parseMAC("0e:aa:bb:cc:dd:ee")!;
 const OTHER_MAC = parseMAC("0e:aa:bb:cc:dd:ff")!;
 
@@ -196,8 +186,6 @@ const STEPS: Step[] = [
   ["lookup of a missing link", (nl) => linkByName(nl, "nothere") === null],
 ];
 
-const net6 = (s: string) => parseCIDR6(s)!;
-const ip6 = (s: string) => parseIP6(s)!;
 const V6_MAC = parseMAC("0e:aa:bb:cc:dd:06")!;
 
 /** The IPv6 side: an IPv6 VTEP beside the IPv4 one, its address, routes, NDP and FDB entries. */

@@ -40,23 +40,14 @@ import {
   vxlanCreate,
 } from "../ffi/netlink/mod.ts";
 import { getTxChecksum, setTxChecksum } from "../ffi/ethtool.ts";
-import {
-  formatIP,
-  formatIP4,
-  formatIP6,
-  formatNet,
-  parseCIDR4,
-  parseIP4,
-  parseIP6,
-} from "../lib/core/ip.ts";
+import { formatIP, formatIP4, formatIP6, formatNet, parseIP6 } from "../lib/core/ip.ts";
 import { formatMAC, parseMAC } from "../lib/core/mac.ts";
 import { selectExtIface } from "../lib/values/iface.ts";
 import { bridgeJSON, createTestNetns, inNetns, ipJSON } from "./helpers/netlink_ns.ts";
 import { deleteNetnsSync, ip, isRoot } from "./helpers/netns.ts";
 import { sleep } from "./helpers/wait.ts";
+import { ip4, net4 } from "./helpers/addr.ts";
 
-const ip4 = (s: string) => parseIP4(s)!;
-const net4 = (s: string) => parseCIDR4(s)!;
 const VTEP_MAC = parseMAC("0e:11:22:33:44:55")!;
 const PEER_MAC = parseMAC("0e:aa:bb:cc:dd:ee")!;
 

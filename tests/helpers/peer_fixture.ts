@@ -10,7 +10,7 @@ import { assertEquals } from "./assert.ts";
 import { sleep, until } from "./wait.ts";
 import { MemoryKernel } from "./memory_kernel.ts";
 import { addrAdd, IFA_F_NODAD } from "../../ffi/netlink/mod.ts";
-import { parseCIDR4, parseCIDR6, parseIP4, parseIP6 } from "../../lib/core/ip.ts";
+import { parseCIDR4, parseCIDR6, parseIP6 } from "../../lib/core/ip.ts";
 import { setSink } from "../../lib/core/log.ts";
 import { parseNetworkConfig } from "../../lib/values/config.ts";
 import type { ExternalInterface } from "../../lib/values/iface.ts";
@@ -19,6 +19,7 @@ import { HostGwBackend } from "../../lib/backend/hostgw.ts";
 import { VxlanBackend } from "../../lib/backend/vxlan.ts";
 import { parseVxlanConfig } from "../../lib/backend/vxlan/config.ts";
 import type { PeerBackend } from "../../lib/backend/peer_backend.ts";
+import { ip4 as ip } from "./addr.ts";
 
 /** A VNI whose device names exist on no real host: the vxlan backend writes sysctls by name. */
 export const VNI = 4242, DEVICE = "flannel.4242", DEVICE6 = "flannel-v6.4242";
@@ -42,8 +43,6 @@ export function networkJSON(type: string, stack: Stack = "v4"): string {
     : { EnableIPv4: false, ...NETWORK6 };
   return JSON.stringify({ ...fams, Backend: { Type: type, VNI } });
 }
-
-const ip = (s: string) => parseIP4(s)!;
 
 /** A remote lease; `v6` adds its IPv6 subnet, PublicIPv6 and (vxlan) BackendV6Data. */
 export function lease(

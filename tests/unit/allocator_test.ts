@@ -3,14 +3,7 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { eachCase } from "./table.ts";
 import { parseNetworkConfig } from "../../lib/values/config.ts";
-import {
-  formatNet4,
-  formatNet6,
-  type IP4Net,
-  type IP6Net,
-  parseCIDR4,
-  parseCIDR6,
-} from "../../lib/core/ip.ts";
+import { formatNet4, formatNet6, type IP4Net, type IP6Net } from "../../lib/core/ip.ts";
 import {
   freeSubnets4,
   freeSubnets6,
@@ -18,13 +11,12 @@ import {
   MAX_CANDIDATES,
   pickRandom,
 } from "../../lib/subnet/allocator.ts";
+import { net4 as n4, net6 as n6 } from "../helpers/addr.ts";
 
 const cfg = (o: Record<string, unknown>) => parseNetworkConfig(JSON.stringify(o));
 const V4 = cfg({ Network: "10.5.0.0/16", SubnetMin: "10.5.10.0", SubnetMax: "10.5.200.0" });
 const DUAL = cfg({ Network: "10.5.0.0/16", EnableIPv6: true, IPv6Network: "fd00:10:5::/48" });
 const V6ONLY = cfg({ EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00:10:5::/48" });
-const n4 = (s: string) => parseCIDR4(s)!;
-const n6 = (s: string) => parseCIDR6(s)!;
 
 Deno.test("isCompatible: range, prefix and IPv6 presence", () => {
   const cases: [string, ReturnType<typeof cfg>, string, string | undefined, boolean][] = [

@@ -2,7 +2,7 @@
 // or delete given a table and the leases), the removed-lease tracker, and the keeper's
 // check loop against an in-memory route table with injected API failures.
 import { assert, assertEquals, assertStringIncludes } from "../helpers/assert.ts";
-import { formatNet4, type IP4Net, parseCIDR4 } from "../../lib/core/ip.ts";
+import { formatNet4, type IP4Net } from "../../lib/core/ip.ts";
 import { logger, setSink } from "../../lib/core/log.ts";
 import type { Lease, LeaseEvent } from "../../lib/values/lease.ts";
 import {
@@ -12,8 +12,8 @@ import {
   planRoutes,
 } from "../../lib/backend/cloud/routes.ts";
 import { type RouteApi, RouteKeeper } from "../../lib/backend/cloud/keeper.ts";
+import { net4 as net } from "../helpers/addr.ts";
 
-const net = (s: string) => parseCIDR4(s)!;
 const NETWORK = net("10.5.0.0/16");
 const OWN = net("10.5.1.0/24");
 const ME = "eni-me";

@@ -38,18 +38,17 @@ import {
   neighDelMessage,
   neighReplaceMessage,
 } from "../../ffi/netlink/neigh.ts";
-import { parseCIDR4, parseIP4, parseIP6 } from "../../lib/core/ip.ts";
-import { parseMAC } from "../../lib/core/mac.ts";
+import { parseCIDR4, parseIP6 } from "../../lib/core/ip.ts";
+
 import { IFF_UP, RTM_DELADDR, RTM_DELROUTE, RTM_NEWADDR } from "../../ffi/netlink/message.ts";
+import { ip4, mac } from "../helpers/addr.ts";
 
 /** Concatenates byte groups (one group per struct field or attribute). */
 function bytes(...groups: number[][]): Uint8Array {
   return Uint8Array.from(groups.flat());
 }
 const ascii = (s: string) => [...s].map((c) => c.charCodeAt(0));
-const ip4 = (s: string) => parseIP4(s)!;
 const REPLACE_FLAGS = [0x05, 0x05]; // NLM_F_REQUEST|NLM_F_ACK|NLM_F_REPLACE|NLM_F_CREATE = 0x0505
-const mac = (s: string) => parseMAC(s)!;
 
 Deno.test("attributes: u8/u16/u32/be16/ip4/str/flag with padding", () => {
   assertEquals(

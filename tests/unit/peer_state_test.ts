@@ -7,8 +7,9 @@ import {
   planRepairs,
   planSize,
 } from "../../lib/backend/peer_state.ts";
-import { type IP4Net, parseCIDR4, parseCIDR6, parseIP4, parseIP6 } from "../../lib/core/ip.ts";
+import { type IP4Net, parseCIDR4, parseIP4, parseIP6 } from "../../lib/core/ip.ts";
 import { parseMAC } from "../../lib/core/mac.ts";
+import { net6 } from "../helpers/addr.ts";
 
 const net = (s: string): IP4Net => parseCIDR4(s)!;
 const ip = (s: string): number => parseIP4(s)!;
@@ -135,7 +136,6 @@ Deno.test("planRepairs: host-gw routes via the external interface", () => {
 // ------------------------------------------------------------------------- IPv6
 
 const DEV6 = 8;
-const net6 = (s: string) => parseCIDR6(s)!;
 
 /** The IPv6 vxlan entries for a peer subnet `sn` at `peer` with `m`, on `DEV6`. */
 function vxlanPeer6(sn: string, peer: string, m: string): PeerEntries {

@@ -39,15 +39,12 @@ import {
   routeReplace,
   RTM_NEWROUTE,
 } from "../../ffi/netlink/mod.ts";
-import { formatIP, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
+import { formatIP } from "../../lib/core/ip.ts";
 import type { Logger } from "../../lib/core/log.ts";
-import { formatMAC, parseMAC } from "../../lib/core/mac.ts";
+import { formatMAC } from "../../lib/core/mac.ts";
 import type { ExternalInterface } from "../../lib/values/iface.ts";
 import { type PeerDataPath, PeerReconciler } from "../../lib/backend/reconcile.ts";
-
-const ip = (s: string) => parseIP4(s)!;
-const net = (s: string) => parseCIDR4(s)!;
-const mac = (s: string) => parseMAC(s)!;
+import { ip4 as ip, mac, net4 as net } from "../helpers/addr.ts";
 
 const hasRoute = (k: MemoryKernel, dst: string, pred: (r: Route) => boolean = () => true) =>
   routeList(k, { dst: net(dst) }).some(pred);

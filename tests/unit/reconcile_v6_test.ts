@@ -43,20 +43,11 @@ import {
   routeList,
   routeReplace,
 } from "../../ffi/netlink/mod.ts";
-import {
-  formatIP,
-  formatNet,
-  parseCIDR4,
-  parseCIDR6,
-  parseIP4,
-  parseIP6,
-} from "../../lib/core/ip.ts";
-import { formatMAC, parseMAC } from "../../lib/core/mac.ts";
+import { formatIP, formatNet, parseCIDR4, parseIP4 } from "../../lib/core/ip.ts";
+import { formatMAC } from "../../lib/core/mac.ts";
 import { encodeLeaseAttrs } from "../../lib/values/lease.ts";
+import { ip6, mac, net6 } from "../helpers/addr.ts";
 
-const ip6 = (s: string) => parseIP6(s)!;
-const net6 = (s: string) => parseCIDR6(s)!;
-const mac = (s: string) => parseMAC(s)!;
 const on = (stack: Stack) => (c: KernelHost) => vxlan(c, 3600, stack);
 const gwOn = (stack: Stack) => (c: KernelHost) => hostGw(c, 3600, stack);
 
