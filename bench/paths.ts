@@ -8,6 +8,7 @@
 import { backendKind } from "../lib/daemon/backends.ts";
 import { type BackendType, Cluster, type Container } from "../tests/helpers/cluster.ts";
 import { sleep, until } from "../tests/helpers/wait.ts";
+import { UPSTREAM_FLANNELD, UPSTREAM_PRESENT, UPSTREAM_SKIP } from "../tests/helpers/upstream.ts";
 import { buildKernelVxlan, buildRawUnderlay } from "./reference.ts";
 
 /** A path ready to measure: traffic goes from `client` to `server`. */
@@ -145,22 +146,9 @@ export function ours(
   };
 }
 
-/**
- * Upstream's flanneld binary (a test tool, never shipped): `$FLANNEL_UPSTREAM_BIN`, else
- * v0.20.2 where this machine keeps it.
- */
-export const UPSTREAM_FLANNELD = Deno.env.get("FLANNEL_UPSTREAM_BIN") ??
-  "/work/shared/upstream/flanneld-v0.20.2";
-
 /** Why upstream's binary cannot run, or null when it is there and executable. */
 export function upstreamUnavailable(): string | null {
-  try {
-    const st = Deno.statSync(UPSTREAM_FLANNELD);
-    if (!st.isFile || ((st.mode ?? 0) & 0o111) === 0) return `${UPSTREAM_FLANNELD} not executable`;
-    return null;
-  } catch {
-    return `skipped: no upstream flanneld at ${UPSTREAM_FLANNELD}`;
-  }
+  return UPSTREAM_PRESENT ? null : UPSTREAM_SKIP;
 }
 
 /** Staggered start: upstream's watch race when two hosts start at the same instant. */

@@ -11,7 +11,8 @@ import type { BackendType } from "../tests/helpers/cluster.ts";
 import { benchControlPlane, type CpResult } from "./control_plane.ts";
 import { measurePath } from "./measure.ts";
 import { type BenchOptions, parseOptions, selected } from "./options.ts";
-import { PATHS, type PathSpec, UPSTREAM_FLANNELD, upstreamUnavailable } from "./paths.ts";
+import { PATHS, type PathSpec, upstreamUnavailable } from "./paths.ts";
+import { UPSTREAM_FLANNELD } from "../tests/helpers/upstream.ts";
 import {
   controlPlaneRatioTable,
   controlPlaneTable,

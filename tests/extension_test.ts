@@ -22,6 +22,7 @@ import {
 } from "./helpers/peer_datapath.ts";
 import { sleep, timeUntil } from "./helpers/wait.ts";
 import { ROOT_TEST } from "./helpers/netns.ts";
+import { UPSTREAM_FLANNELD, UPSTREAM_PRESENT, UPSTREAM_SKIP } from "./helpers/upstream.ts";
 
 const opts = ROOT_TEST;
 
@@ -53,8 +54,6 @@ const VXLAN_EXAMPLE = {
       "export SUBNET_IP=`echo $SUBNET | cut -d'/' -f 1`; export IF_NAME=flannel-vxlan; read VTEP; ip route del $SUBNET via $SUBNET_IP dev $IF_NAME; ip neigh del $SUBNET_IP dev $IF_NAME; bridge fdb del $VTEP dev $IF_NAME self dst $PUBLIC_IP",
   },
 };
-
-const UPSTREAM = "/work/shared/upstream/flanneld-v0.20.2";
 
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
@@ -358,12 +357,7 @@ Deno.test({
   name: "extension: the lease value is upstream's, byte for byte (with upstream flanneld)",
   ...opts,
 }, async (t) => {
-  try {
-    await Deno.stat(UPSTREAM);
-  } catch {
-    console.log(`  skipped: no upstream flanneld at ${UPSTREAM}`);
-    return;
-  }
+  if (!UPSTREAM_PRESENT) return console.log(UPSTREAM_SKIP);
   const dir = await Deno.makeTempDir({ prefix: "flext-" });
   try {
     await using c = await Cluster.create({
@@ -371,7 +365,7 @@ Deno.test({
       containersPerHost: 1,
       backend: "extension",
       startDaemons: false,
-      daemonCommand: (h) => h === "h1" ? [UPSTREAM] : DEFAULT_DAEMON_COMMAND,
+      daemonCommand: (h) => h === "h1" ? [UPSTREAM_FLANNELD] : DEFAULT_DAEMON_COMMAND,
       config: {
         Backend: {
           Type: "extension",
