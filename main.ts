@@ -89,7 +89,8 @@ async function main(): Promise<number> {
   startMemoryLog(log); // FLANNEL_MEMORY_LOG_SECONDS or -v=2
   const state: DaemonState = { subnetEnvWritten: false };
   const health = startHealth({
-    // Own connection: probe timeouts must not trip the daemon client's circuit breaker.
+    // Own connection: a wedged daemon connection must not fool the probe, nor the probe's
+    // short deadlines disturb the daemon's calls.
     probeStore: () => new EtcdStore({ ...etcdOptions, callTimeoutMs: 2000 }),
     prefix: f["etcd-prefix"],
     hostname: f["healthz-ip"],
