@@ -2,7 +2,7 @@
  * Flags whose effect no other test shows through the daemon's command line: interface
  * selection by regex and by reachability (each host has a second interface, `dummy0`, that
  * only the flag can pick), `--reconcile-interval`, `--ip-masq-fully-random-disable` and
- * `--iptables-forward-rules=false`. (TLS flags and `--etcd-prefix`: etcd_security_test;
+ * `--iptables-forward-rules=false`; and the vxlan and udp options a config can set. (TLS flags and `--etcd-prefix`: etcd_security_test;
  * `--subnet-lease-renew-margin`: the unit test of when renewal is due.)
  */
 
@@ -11,7 +11,7 @@ import { Cluster, type Host } from "./helpers/cluster.ts";
 import { scrapeMetrics } from "./helpers/health_http.ts";
 import { must, nsExec, ROOT_TEST } from "./helpers/netns.ts";
 import { metricValue } from "./helpers/prometheus.ts";
-import { rawLease } from "./helpers/peer_datapath.ts";
+import { assertAllAnswered, rawLease } from "./helpers/peer_datapath.ts";
 import { sleep } from "./helpers/wait.ts";
 
 const HEALTH_PORT = 9182;
@@ -80,4 +80,44 @@ Deno.test({
     filter0.includes('-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD'),
     filter0,
   );
+});
+
+Deno.test({
+  name: "backend options through the daemon: vxlan VNI, Port, MTU, Learning, GBP; udp Port",
+  ...ROOT_TEST,
+}, async (t) => {
+  await t.step("vxlan", async () => {
+    await using c = await Cluster.create({
+      hosts: 2,
+      containersPerHost: 1,
+      backend: "vxlan",
+      config: {
+        Backend: { Type: "vxlan", VNI: 42, Port: 4789, MTU: 1400, Learning: true, GBP: true },
+      },
+    });
+    for (const h of c.hosts) {
+      const dev = must(await nsExec(h.ns, "ip", ["-d", "link", "show", "flannel.42"]), "ip link");
+      for (const want of ["mtu 1350", "vxlan id 42", "dstport 4789", " gbp "]) {
+        assert(dev.includes(want), `${h.name}: "${want}" in\n${dev}`);
+      }
+      // iproute2 says "nolearning" when it is off (our default), nothing when it is on.
+      assert(!dev.includes("nolearning"), `${h.name}: learning on\n${dev}`);
+      assertEquals(c.hostSubnetEnv(h)!.FLANNEL_MTU, "1350", "MTU − 50");
+      assertEquals(JSON.parse(await rawLease(c, h)).BackendData.VNI, 42);
+    }
+    assertAllAnswered(await c.pingAll({ count: 1 }));
+  });
+  await t.step("udp", async () => {
+    await using c = await Cluster.create({
+      hosts: 2,
+      containersPerHost: 1,
+      backend: "udp",
+      config: { Backend: { Type: "udp", Port: 9999 } },
+    });
+    for (const h of c.hosts) {
+      const ss = must(await nsExec(h.ns, "ss", ["-ulnH"]), "ss");
+      assert(ss.includes(`${h.ip}:9999`), `${h.name} listens on 9999:\n${ss}`);
+    }
+    assertAllAnswered(await c.pingAll({ count: 1 }));
+  });
 });
