@@ -7,7 +7,7 @@
 
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { linkByName, NetlinkSocket, routeList } from "../ffi/netlink/mod.ts";
-import type { PeerDataPath } from "../lib/backend/reconcile.ts";
+import { routeOnlyPath } from "./helpers/peer_fixture.ts";
 import { PeerReconciler } from "../lib/backend/reconcile.ts";
 import { equalNet, type IP4Net, parseCIDR4, parseIP4 } from "../lib/core/ip.ts";
 import type { Lease } from "../lib/values/lease.ts";
@@ -30,18 +30,7 @@ function engineIn(ns: string): { engine: PeerReconciler; routed: (s: string) => 
   return inNetns(ns, () => {
     const nl = NetlinkSocket.open();
     const dev = linkByName(nl, "veth0")!.index;
-    const dp: PeerDataPath = {
-      leaseType: "test",
-      deviceNames: [],
-      ensureLocal: () => [],
-      entriesFor: (_nl, l) => [{ route: { dst: l.subnet, gw: l.attrs.publicIP, dev } }],
-      ownership: () => ({
-        networks: [net("10.5.0.0/16")],
-        own: [],
-        routeDevs: [dev],
-        entryDevs: [],
-      }),
-    };
+    const dp = routeOnlyPath(dev, false);
     // No notifications: only the periodic check can repair.
     const engine = new PeerReconciler({ nl, notifications: null }, dp, logger("test"), {
       intervalSeconds: 1,

@@ -19,6 +19,7 @@ import { HostGwBackend } from "../../lib/backend/hostgw.ts";
 import { VxlanBackend } from "../../lib/backend/vxlan.ts";
 import { parseVxlanConfig } from "../../lib/backend/vxlan/config.ts";
 import type { PeerBackend } from "../../lib/backend/peer_backend.ts";
+import type { PeerDataPath } from "../../lib/backend/reconcile.ts";
 import { ip4 as ip } from "./addr.ts";
 
 /** A VNI whose device names exist on no real host: the vxlan backend writes sysctls by name. */
@@ -183,4 +184,24 @@ export async function settle(b: { stats(): Record<string, number> }): Promise<vo
     10_000,
     0,
   );
+}
+
+/**
+ * A host-gw-like data path for testing the engine alone: one route per lease via its
+ * PublicIP on device `dev`, Network 10.5.0.0/16; with `entries`, neighbours and FDB entries
+ * on `dev` count as ours too.
+ */
+export function routeOnlyPath(dev: number, entries = true): PeerDataPath {
+  return {
+    leaseType: "test",
+    deviceNames: [],
+    ensureLocal: () => [],
+    entriesFor: (_nl, l) => [{ route: { dst: l.subnet, gw: l.attrs.publicIP, dev } }],
+    ownership: () => ({
+      networks: [parseCIDR4("10.5.0.0/16")!],
+      own: [],
+      routeDevs: [dev],
+      entryDevs: entries ? [dev] : [],
+    }),
+  };
 }

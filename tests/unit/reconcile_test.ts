@@ -18,6 +18,7 @@ import {
   hostKernel,
   lease,
   removed,
+  routeOnlyPath,
   settle,
   VNI,
   vxlan,
@@ -43,7 +44,7 @@ import { formatIP } from "../../lib/core/ip.ts";
 import type { Logger } from "../../lib/core/log.ts";
 import { formatMAC } from "../../lib/core/mac.ts";
 import type { ExternalInterface } from "../../lib/values/iface.ts";
-import { type PeerDataPath, PeerReconciler } from "../../lib/backend/reconcile.ts";
+import { PeerReconciler } from "../../lib/backend/reconcile.ts";
 import { ip4 as ip, mac, net4 as net } from "../helpers/addr.ts";
 
 const hasRoute = (k: MemoryKernel, dst: string, pred: (r: Route) => boolean = () => true) =>
@@ -273,18 +274,7 @@ const silent: Logger = { error() {}, warn() {}, info() {}, debug() {} };
 
 /** The engine with a host-gw-like data path on `dev`, checking periodically only hourly. */
 function engineOn(kernel: MemoryKernel, dev: number, debounceMs: number): PeerReconciler {
-  const dp: PeerDataPath = {
-    leaseType: "test",
-    deviceNames: [],
-    ensureLocal: () => [],
-    entriesFor: (_nl, l) => [{ route: { dst: l.subnet, gw: l.attrs.publicIP, dev } }],
-    ownership: () => ({
-      networks: [net("10.5.0.0/16")],
-      own: [],
-      routeDevs: [dev],
-      entryDevs: [dev],
-    }),
-  };
+  const dp = routeOnlyPath(dev);
   return new PeerReconciler({ nl: kernel, notifications: kernel }, dp, silent, {
     intervalSeconds: 3600,
     debounceMs,
