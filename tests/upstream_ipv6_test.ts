@@ -16,7 +16,7 @@ import { leaseRecord, leaseShape, subnetEnvShape } from "./helpers/mixed.ts";
 import { hostSubnet6, reaches, tcpTransfer } from "./helpers/peer_datapath.ts";
 import { UPSTREAM_PRESENT, UPSTREAM_SKIP } from "./helpers/upstream.ts";
 import { until } from "./helpers/wait.ts";
-import { isRoot, run } from "./helpers/netns.ts";
+import { isRoot, ROOT_TEST, run } from "./helpers/netns.ts";
 import { formatIP6, formatNet6 } from "../lib/core/ip.ts";
 
 if (isRoot && !UPSTREAM_PRESENT) console.log(UPSTREAM_SKIP);
@@ -75,9 +75,8 @@ for (const backend of ["vxlan", "host-gw"] as BackendType[]) {
     const label = up === 1 ? "ours on h0, upstream on h1" : "upstream on h0, ours on h1";
     Deno.test({
       name: `mixed dual stack ${backend}: ${label}`,
+      ...ROOT_TEST,
       ignore: !isRoot || !UPSTREAM_PRESENT,
-      sanitizeOps: false,
-      sanitizeResources: false,
     }, async (t) => {
       await using c = await Cluster.create({
         hosts: 2,

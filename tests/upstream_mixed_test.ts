@@ -28,7 +28,7 @@ import { ping } from "./helpers/ping.ts";
 import { echoSource } from "./helpers/tcpdump.ts";
 import { UPSTREAM_PRESENT, UPSTREAM_SKIP } from "./helpers/upstream.ts";
 import { sleep, until } from "./helpers/wait.ts";
-import { isRoot, run } from "./helpers/netns.ts";
+import { isRoot, ROOT_TEST, run } from "./helpers/netns.ts";
 
 if (isRoot && !UPSTREAM_PRESENT) console.log(UPSTREAM_SKIP);
 
@@ -100,9 +100,8 @@ for (const backend of ["udp", "vxlan", "host-gw"] as BackendType[]) {
     for (const start of STARTS) {
       Deno.test({
         name: `mixed ${backend}: ${place.label}, ${start.label}`,
+        ...ROOT_TEST,
         ignore: !isRoot || !UPSTREAM_PRESENT,
-        sanitizeOps: false,
-        sanitizeResources: false,
       }, async (t) => {
         await using c = await Cluster.create({
           hosts: 2,
@@ -164,9 +163,8 @@ for (const backend of ["udp", "vxlan", "host-gw"] as BackendType[]) {
 Deno.test({
   name:
     "mixed host-gw: upstream takes only the first lease of a watch response (its race); ours all",
+  ...ROOT_TEST,
   ignore: !isRoot || !UPSTREAM_PRESENT,
-  sanitizeOps: false,
-  sanitizeResources: false,
 }, async () => {
   await using c = await Cluster.create({ hosts: 2, backend: "host-gw", upstreamHosts: [1] });
   const [ours, up] = c.hosts;
