@@ -58,6 +58,12 @@ export function parseEndpoints(s: string): string[] {
   return eps;
 }
 
+/** Whether the client speaks TLS (an https endpoint or a client certificate) and how. */
+function tlsUse(o: EtcdClientOptions): TLSUse | undefined {
+  const clientCert = Boolean(o.keyFile && o.certFile);
+  return clientCert || o.endpoints.some((e) => e.startsWith("https:")) ? { clientCert } : undefined;
+}
+
 /**
  * Creates the client. Reads TLS files synchronously so a bad path fails at start, clearly.
  * `ownConnection`: do not share TCP connections with other clients of this process
@@ -84,14 +90,14 @@ function createEtcdClient(o: EtcdClientOptions, ownConnection = false): Etcd3 {
       throw new Error(`cannot read ${what} ${p}: ${(e as Error).message}`);
     }
   };
-  const wantsTLS = o.endpoints.some((e) => e.startsWith("https:"));
+  const tls = tlsUse(o);
   if (o.keyFile && o.certFile) {
     opts.credentials = {
       rootCertificate: o.caFile ? read(o.caFile, "--etcd-cafile") : undefined as unknown as Buffer,
       privateKey: read(o.keyFile, "--etcd-keyfile"),
       certChain: read(o.certFile, "--etcd-certfile"),
     };
-  } else if (wantsTLS) {
+  } else if (tls) {
     // Server-authenticated TLS without a client certificate.
     opts.credentials = {
       rootCertificate: o.caFile ? read(o.caFile, "--etcd-cafile") : undefined as unknown as Buffer,
@@ -140,6 +146,11 @@ function allowIPServerNames(client: Etcd3): void {
 
 // ---------------------------------------------------------------------------- errors
 
+/** How a client uses TLS, for error lines: whether it presents a client certificate. */
+export interface TLSUse {
+  clientCert: boolean;
+}
+
 /** A store operation that failed; the message is one plain line. */
 export class StoreError extends Error {
   constructor(msg: string, options?: ErrorOptions) {
@@ -154,7 +165,7 @@ export class StoreError extends Error {
  * note: ;", "Execution prevented because the circuit breaker is open") say little to
  * someone who only started flanneld without an etcd.
  */
-export function plainEtcdError(e: unknown, where: string): string {
+export function plainEtcdError(e: unknown, where: string, tls?: TLSUse): string {
   const msg = String((e as Error)?.message ?? e);
   const name = String((e as Error)?.constructor?.name ?? "");
   const cause = /ECONNREFUSED|connection refused/i.test(msg)
@@ -169,8 +180,20 @@ export function plainEtcdError(e: unknown, where: string): string {
   const last = /Last error: (?:Error: )?(.*?)(?: \(\d{4}-[^)]*\))?\.?\s*(?:Resolution note|$)/
     .exec(msg)?.[1];
   const detail = last || msg.split("\n")[0];
-  if (/certificate|SSL|TLS|handshake|self.signed|CERT_/i.test(msg)) {
-    return `TLS with etcd at ${where} failed: ${detail}`;
+  // A server that demands a client certificate we do not send ends the TLS 1.3 handshake
+  // with an alert, which usually reaches us only as a dropped socket ("write EPIPE",
+  // ECONNRESET) before gRPC ever had a connection: under TLS that is a TLS failure, not an
+  // unreachable etcd (a stopped etcd refuses the connection instead).
+  const dropped = tls !== undefined && /No connection established/.test(msg) &&
+    /EPIPE|ECONNRESET|socket hang up|alert/i.test(msg);
+  if (dropped || /certificate|SSL|TLS|handshake|self.signed|CERT_/i.test(msg)) {
+    const what = dropped && !/certificate/i.test(detail)
+      ? `the server closed the connection during the handshake (${detail})`
+      : detail;
+    const hint = tls?.clientCert === false
+      ? "; it may require a client certificate (--etcd-certfile and --etcd-keyfile)"
+      : "";
+    return `TLS with etcd at ${where} failed: ${what}${hint}`;
   }
   if (name === "BrokenCircuitError" || /circuit breaker is open/i.test(msg)) {
     return `etcd at ${where} is not reachable (after 3 failed calls the client waits 5 s ` +
@@ -239,6 +262,8 @@ export class EtcdStore implements LeaseStore {
   readonly where: string;
   readonly #client: Etcd3;
   readonly #options: EtcdClientOptions;
+  /** TLS in use (and with a client certificate?), or undefined for plain http. */
+  readonly #tls: TLSUse | undefined;
   /** A fresh client for watches after `resetWatchConnection()`; null: use the main one. */
   #watchClient: Etcd3 | null = null;
 
@@ -247,6 +272,7 @@ export class EtcdStore implements LeaseStore {
     this.#options = o;
     this.#client = createEtcdClient(o);
     this.where = o.endpoints.join(",");
+    this.#tls = tlsUse(o);
   }
 
   /** Runs an etcd call, turning its failure into a {@link StoreError} with a plain line. */
@@ -254,7 +280,7 @@ export class EtcdStore implements LeaseStore {
     try {
       return await fn();
     } catch (e) {
-      throw new StoreError(plainEtcdError(e, this.where), { cause: e });
+      throw new StoreError(plainEtcdError(e, this.where, this.#tls), { cause: e });
     }
   }
 
@@ -365,7 +391,7 @@ export class EtcdStore implements LeaseStore {
     const fail = (e: unknown) => {
       if (closed) return;
       close();
-      h.failed(new StoreError(plainEtcdError(e, this.where), { cause: e }));
+      h.failed(new StoreError(plainEtcdError(e, this.where, this.#tls), { cause: e }));
     };
     const client = this.#watchClient ?? this.#client;
     client.watchClient.watch().then((raw) => {

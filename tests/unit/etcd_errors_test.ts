@@ -59,3 +59,46 @@ Deno.test("plainEtcdError: the raw client texts become one line naming the endpo
   ];
   for (const [e, want] of cases) assertEquals(plainEtcdError(e, AT), want);
 });
+
+Deno.test("plainEtcdError: a socket dropped in the TLS handshake is a TLS failure, with a hint", () => {
+  const epipe = new Error(
+    "14 UNAVAILABLE: No connection established. Last error: write EPIPE " +
+      "(2026-11-29T19:52:30.281Z). Resolution note: ",
+  );
+  const alert = new Error(
+    "14 UNAVAILABLE: No connection established. Last error: received fatal alert: " +
+      "BadCertificate (2026-11-29T19:52:31.047Z). Resolution note: ",
+  );
+  const S = "https://127.0.0.1:2379";
+  const hint = "; it may require a client certificate (--etcd-certfile and --etcd-keyfile)";
+  // Both texts come from the same server refusing a client without a certificate (which one
+  // wins is a race), so both read alike.
+  assertEquals(
+    plainEtcdError(epipe, S, { clientCert: false }),
+    `TLS with etcd at ${S} failed: the server closed the connection during the handshake ` +
+      `(write EPIPE)${hint}`,
+  );
+  assertEquals(
+    plainEtcdError(alert, S, { clientCert: false }),
+    `TLS with etcd at ${S} failed: received fatal alert: BadCertificate${hint}`,
+  );
+  // With a certificate: no hint. Without TLS a dropped socket is only unreachable, and a
+  // refused connection is never a TLS problem.
+  assertEquals(
+    plainEtcdError(epipe, S, { clientCert: true }),
+    `TLS with etcd at ${S} failed: the server closed the connection during the handshake ` +
+      "(write EPIPE)",
+  );
+  assertEquals(plainEtcdError(epipe, AT), `etcd at ${AT} is not reachable`);
+  assertEquals(
+    plainEtcdError(
+      new Error(
+        "14 UNAVAILABLE: No connection established. Last error: connect ECONNREFUSED " +
+          "127.0.0.1:2379. Resolution note: ",
+      ),
+      S,
+      { clientCert: false },
+    ),
+    `etcd at ${S} is not reachable (connection refused)`,
+  );
+});
