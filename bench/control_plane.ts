@@ -9,7 +9,7 @@ import { formatIP4, parseCIDR4, parseIP4 } from "../lib/core/ip.ts";
 import { encodeLeaseAttrs } from "../lib/values/lease.ts";
 import { type BackendType, Cluster, SUBNETS_PREFIX } from "../tests/helpers/cluster.ts";
 import { sleep, until } from "../tests/helpers/wait.ts";
-import { LineProcess } from "../tests/helpers/line_process.ts";
+import { type LineProcess, nsDeno } from "../tests/helpers/line_process.ts";
 import { ip } from "../tests/helpers/netns.ts";
 import { memory, percentile } from "./proc.ts";
 import { KernelWatch, LogWatch, type Peer, type ProgramWatch } from "./watch.ts";
@@ -164,16 +164,7 @@ export async function benchControlPlane(
   await ip(h.ns, "route", "add", PEER_UNDERLAY, "dev", "eth0");
   const own = c.hostSubnetEnv(h)!.FLANNEL_SUBNET.replace(/\.1\//, ".0/");
   const writerMain = new URL("./lease_writer.ts", import.meta.url).pathname;
-  const writer = new LineProcess("lease writer", "ip", [
-    "netns",
-    "exec",
-    c.etcdNs,
-    Deno.execPath(),
-    "run",
-    "-A",
-    writerMain,
-    c.etcd.endpoint,
-  ]);
+  const writer = nsDeno("lease writer", c.etcdNs, writerMain, c.etcd.endpoint);
   const watch = await watchFor(backend, c);
   try {
     await writer.waitLine("ready", 30_000);

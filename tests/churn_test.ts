@@ -18,7 +18,7 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import type { ChurnResult } from "./helpers/churn_hosts.ts";
 import { Cluster, type Host } from "./helpers/cluster.ts";
 import { DEFAULT_DAEMON_COMMAND } from "./helpers/daemon.ts";
-import { LineProcess } from "./helpers/line_process.ts";
+import { nsDeno } from "./helpers/line_process.ts";
 import { hostKernel, hostSubnet } from "./helpers/peer_datapath.ts";
 import { formatIP, formatIP4, formatNet, formatNet4, parseCIDR4 } from "../lib/core/ip.ts";
 import { formatMAC } from "../lib/core/mac.ts";
@@ -93,19 +93,15 @@ Deno.test({
   });
   console.log(`seed ${SEED} (FLANNEL_CHURN_SEED=${SEED} replays it), ${SECONDS} s of churn`);
   // In etcd's namespace: the lightweight hosts reach the cluster's etcd there.
-  const light = new LineProcess("churn hosts", "ip", [
-    "netns",
-    "exec",
+  const light = nsDeno(
+    "churn hosts",
     c.etcdNs,
-    Deno.execPath(),
-    "run",
-    "-A",
     new URL("./helpers/churn_hosts.ts", import.meta.url).pathname,
     c.etcd.endpoint,
     String(LIGHT_HOSTS),
     String(SECONDS),
     String(SEED),
-  ]);
+  );
   try {
     await light.waitLine("JOINED", 30_000);
     const joinMs = await converged(c, "kernel state for the first leases");

@@ -11,7 +11,7 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { internetChecksum } from "../lib/backend/udp/packet.ts";
 import { contains4, formatIP4, parseCIDR4 } from "../lib/core/ip.ts";
-import { LineProcess } from "./helpers/line_process.ts";
+import { type LineProcess, nsDeno } from "./helpers/line_process.ts";
 import {
   addBridge,
   addNetns,
@@ -50,13 +50,9 @@ function startNode(
   peer: string,
   offloads: boolean,
 ): LineProcess {
-  return new LineProcess(`udp node ${ns}`, "ip", [
-    "netns",
-    "exec",
+  return nsDeno(
+    `udp node ${ns}`,
     ns,
-    Deno.execPath(),
-    "run",
-    "-A",
     helper("udp_node.ts"),
     "--iface",
     "veth0",
@@ -70,7 +66,7 @@ function startNode(
     peer,
     "--offloads",
     String(offloads),
-  ]);
+  );
 }
 
 async function stats(node: LineProcess): Promise<Record<string, number>> {
@@ -139,18 +135,7 @@ async function pingTTL(ns: string, to: string): Promise<void> {
 
 /** Sends `bytes` pseudo-random bytes over TCP from `fromNs` to `toHost` in `toNs`: sha256 equal. */
 async function transfer(fromNs: string, toNs: string, toHost: string, bytes: number) {
-  const server = new LineProcess("tcp sink", "ip", [
-    "netns",
-    "exec",
-    toNs,
-    Deno.execPath(),
-    "run",
-    "-A",
-    helper("tcp_blob.ts"),
-    "serve",
-    toHost,
-    "5001",
-  ]);
+  const server = nsDeno("tcp sink", toNs, helper("tcp_blob.ts"), "serve", toHost, "5001");
   procs.push(server);
   await server.waitLine("LISTENING");
   const r = await nsExec(fromNs, Deno.execPath(), [
@@ -180,24 +165,21 @@ async function udpBurst(
   count: number,
   size: number,
 ): Promise<{ received: number; bad: number }> {
-  const args = (mode: string, last: number) => [
-    "netns",
-    "exec",
-    mode === "recv" ? toNs : fromNs,
-    Deno.execPath(),
-    "run",
-    "-A",
-    helper("udp_burst.ts"),
-    mode,
-    toHost,
-    "5002",
-    String(count),
-    String(last),
-  ];
-  const server = new LineProcess("udp sink", "ip", args("recv", 5000));
+  const burst = (label: string, mode: string, last: number) =>
+    nsDeno(
+      label,
+      mode === "recv" ? toNs : fromNs,
+      helper("udp_burst.ts"),
+      mode,
+      toHost,
+      "5002",
+      String(count),
+      String(last),
+    );
+  const server = burst("udp sink", "recv", 5000);
   procs.push(server);
   await server.waitLine("LISTENING");
-  const sender = new LineProcess("udp burst", "ip", args("send", size));
+  const sender = burst("udp burst", "send", size);
   procs.push(sender);
   await sender.waitLine("SENT", 15_000);
   const [, n, bad] = (await server.waitLine("RECEIVED", 15_000)).split(" ");

@@ -10,7 +10,7 @@ import { DEFAULT_UDP_PORT } from "../lib/backend/udp/backend.ts";
 import { formatIP4 } from "../lib/core/ip.ts";
 import { Cluster, type Container, SUBNETS_PREFIX, UNDERLAY } from "./helpers/cluster.ts";
 import { until } from "./helpers/wait.ts";
-import { LineProcess } from "./helpers/line_process.ts";
+import { type LineProcess, nsDeno } from "./helpers/line_process.ts";
 import { assertAllAnswered } from "./helpers/peer_datapath.ts";
 import { injectUdp, ipv4Packet } from "./helpers/packets.ts";
 import { formatPingMatrix, formatPingSummary, type PingPair, pingPairs } from "./helpers/ping.ts";
@@ -21,11 +21,6 @@ const TRANSFER_BYTES = 50 << 20;
 /** Child processes to kill at the end, whatever happened. */
 const procs: LineProcess[] = [];
 const blob = new URL("./helpers/tcp_blob.ts", import.meta.url).pathname;
-
-/** Runs a Deno script of ours inside namespace `ns`, stdout read line by line. */
-function nsScript(label: string, ns: string, ...args: string[]): LineProcess {
-  return new LineProcess(label, "ip", ["netns", "exec", ns, Deno.execPath(), "run", "-A", ...args]);
-}
 
 /** Pings every pair of `containers` (1 echo each), prints the summary, returns the pairs. */
 async function pingAmong(containers: Container[], label: string): Promise<PingPair[]> {
@@ -93,7 +88,7 @@ Deno.test({
       `a ${TRANSFER_BYTES >> 20} MB TCP transfer between hosts arrives intact`,
       async () => {
         const dst = h1.containers[1], src = h2.containers[0];
-        const server = nsScript("tcp sink", dst.ns, blob, "serve", dst.ip!, "5001");
+        const server = nsDeno("tcp sink", dst.ns, blob, "serve", dst.ip!, "5001");
         procs.push(server);
         await server.waitLine("LISTENING", 10_000);
         const started = Date.now();
